@@ -1,0 +1,1 @@
+"""presence: a realtime presence and seat-licensing server."""

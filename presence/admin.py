@@ -1,0 +1,272 @@
+"""What administrators do: domains, pools, users, licenses, tokens, releases.
+
+Each operation runs in one transaction of its domain, checks the licensing
+rules (:mod:`presence.core.rules`) on the state as it would be afterwards, and
+writes only if they hold, so a refused request changes nothing. Sessions that a
+change ends are ended through the store's notes, on whichever node holds them.
+"""
+
+from __future__ import annotations
+
+import hmac
+import uuid
+from dataclasses import dataclass, replace
+from typing import Any
+
+from . import leases
+from .core import rules, seats
+from .core.model import Domain, Lease, License, Pool, User
+from .errors import Forbidden, NotFound, RuleViolation, Unauthorized
+from .storage import Store, StoredEvent, TokenGrant, Tx
+from .tokens import hash_token, new_token
+
+SERVER = TokenGrant("server")
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    """A domain's live presence: its pools with their seats, and named devices."""
+
+    domain: Domain
+    books: list[seats.PoolBook]
+    named: list[Lease]
+
+
+class Admin:
+    """The admin operations over one store, for callers holding a token."""
+
+    def __init__(self, store: Store, admin_token: str | None) -> None:
+        self.store = store
+        self._admin_token = admin_token
+
+    async def ensure_server_token(self) -> str | None:
+        """Create the server admin token at first start; return it to print once."""
+        if self._admin_token is not None:
+            return None
+        async with self.store.transaction() as tx:
+            if await tx.token(_SERVER_MARK) is not None:
+                return None
+            token = new_token()
+            await tx.insert_token(hash_token(token), SERVER)
+            await tx.insert_token(_SERVER_MARK, SERVER)
+            return token
+
+    async def authenticate(self, token: str | None) -> TokenGrant:
+        if token:
+            if self._admin_token is not None and hmac.compare_digest(
+                token.encode(), self._admin_token.encode()
+            ):
+                return SERVER
+            async with self.store.transaction() as tx:
+                grant = await tx.token(hash_token(token))
+            if grant is not None:
+                return grant
+        raise Unauthorized("A valid bearer token is required.")
+
+    # Domains and tokens.
+
+    async def create_domain(self, who: TokenGrant, domain: Domain) -> Domain:
+        _server_only(who)
+        rules.check_domain(domain, [], 0)
+        async with self.store.transaction(domain.id) as tx:
+            if await tx.domain(domain.id) is not None:
+                raise RuleViolation("already_exists", f"Domain {domain.id!r} exists already.")
+            await tx.insert_domain(domain)
+        return domain
+
+    async def domain(self, who: TokenGrant, domain_id: str) -> Domain:
+        async with self.store.transaction(domain_id) as tx:
+            return await _domain(tx, who, domain_id, "admin")
+
+    async def update_domain(
+        self, who: TokenGrant, domain_id: str, changes: dict[str, Any]
+    ) -> Domain:
+        async with self.store.transaction(domain_id) as tx:
+            domain = await _domain(tx, who, domain_id, "server")
+            changed = replace(domain, **changes)
+            rules.check_domain(changed, await tx.pools(domain_id), await _named(tx, domain_id))
+            await tx.update_domain(changed)
+            return changed
+
+    async def create_token(
+        self, who: TokenGrant, domain_id: str, role: str, user_id: str | None = None
+    ) -> str:
+        async with self.store.transaction(domain_id) as tx:
+            await _domain(tx, who, domain_id, "admin")
+            if user_id is not None and await tx.user(domain_id, user_id) is None:
+                raise NotFound(f"There is no user {user_id!r}.")
+            token = new_token()
+            await tx.insert_token(hash_token(token), TokenGrant(role, domain_id, user_id))
+            return token
+
+    # Pools.
+
+    async def pools(self, who: TokenGrant, domain_id: str) -> list[tuple[Pool, int]]:
+        """The pools with how many seats each has occupied."""
+        async with self.store.transaction(domain_id) as tx:
+            await _domain(tx, who, domain_id, "admin")
+            held = await tx.leases(domain_id)
+            return [
+                (pool, sum(lease.pool == pool.id for lease in held))
+                for pool in await tx.pools(domain_id)
+            ]
+
+    async def create_pool(self, who: TokenGrant, pool: Pool) -> tuple[Pool, int]:
+        async with self.store.transaction(pool.domain_id) as tx:
+            domain = await _domain(tx, who, pool.domain_id, "admin")
+            pools = await tx.pools(domain.id)
+            if any(p.id == pool.id for p in pools):
+                raise RuleViolation("already_exists", f"Pool {pool.id!r} exists already.")
+            rules.check_domain(domain, [*pools, pool], await _named(tx, domain.id))
+            await tx.insert_pool(pool)
+            return pool, 0
+
+    async def update_pool(
+        self, who: TokenGrant, domain_id: str, pool_id: str, changes: dict[str, Any]
+    ) -> tuple[Pool, int]:
+        async with self.store.transaction(domain_id) as tx:
+            domain = await _domain(tx, who, domain_id, "admin")
+            pools = await tx.pools(domain_id)
+            pool = _find_pool(pools, pool_id)
+            changed = replace(pool, **changes)
+            rules.check_domain(
+                domain, [changed if p.id == pool_id else p for p in pools],
+                await _named(tx, domain_id),
+            )  # fmt: skip
+            await tx.update_pool(changed)
+            book = await leases.load_book(tx, changed)
+            book.fill(await tx.now())  # a grown pool serves its queue at once
+            await leases.commit(tx, domain_id, book)
+            return changed, len(book.leases)
+
+    async def delete_pool(self, who: TokenGrant, domain_id: str, pool_id: str) -> None:
+        async with self.store.transaction(domain_id) as tx:
+            await _domain(tx, who, domain_id, "admin")
+            _find_pool(await tx.pools(domain_id), pool_id)
+            members = [u for u in await tx.users(domain_id) if u.license.pool == pool_id]
+            if members:
+                raise RuleViolation(
+                    "pool_not_empty",
+                    f"Pool {pool_id!r} still has {len(members)} users; move them first.",
+                )
+            await tx.delete_pool(domain_id, pool_id)
+
+    # Users and their licenses.
+
+    async def users(self, who: TokenGrant, domain_id: str) -> list[User]:
+        async with self.store.transaction(domain_id) as tx:
+            await _domain(tx, who, domain_id, "admin")
+            return await tx.users(domain_id)
+
+    async def create_user(
+        self, who: TokenGrant, domain_id: str, email: str, name: str, license: License
+    ) -> User:
+        async with self.store.transaction(domain_id) as tx:
+            domain = await _domain(tx, who, domain_id, "admin")
+            users = await tx.users(domain_id)
+            if any(u.email.lower() == email.lower() for u in users):
+                raise RuleViolation("email_taken", f"{email} already has a user.")
+            user = User(domain_id, uuid.uuid4().hex, email, name, license)
+            await _check_license(tx, domain, user, users)
+            await tx.insert_user(user)
+            return user
+
+    async def set_license(
+        self, who: TokenGrant, domain_id: str, user_id: str, license: License
+    ) -> User:
+        async with self.store.transaction(domain_id) as tx:
+            domain = await _domain(tx, who, domain_id, "admin")
+            user = await _user(tx, domain_id, user_id)
+            if user.license == license:
+                return user
+            changed = replace(user, license=license)
+            await _check_license(tx, domain, changed, await tx.users(domain_id))
+            await leases.end_user(tx, user, seats.LICENSE_CHANGED, await tx.now())
+            await tx.update_user(changed)
+            return changed
+
+    async def delete_user(self, who: TokenGrant, domain_id: str, user_id: str) -> None:
+        async with self.store.transaction(domain_id) as tx:
+            await _domain(tx, who, domain_id, "admin")
+            user = await _user(tx, domain_id, user_id)
+            await leases.end_user(tx, user, seats.USER_DELETED, await tx.now())
+            await tx.delete_user(domain_id, user_id)
+
+    # Presence.
+
+    async def presence(self, who: TokenGrant, domain_id: str) -> Snapshot:
+        async with self.store.transaction(domain_id) as tx:
+            domain = await _domain(tx, who, domain_id, "wallboard")
+            books = [await leases.load_book(tx, pool) for pool in await tx.pools(domain_id)]
+            named = [x for x in await tx.leases(domain_id) if x.pool is None]
+            return Snapshot(domain, books, named)
+
+    async def release(self, who: TokenGrant, domain_id: str, lease_id: str) -> None:
+        async with self.store.transaction(domain_id) as tx:
+            await _domain(tx, who, domain_id, "admin")
+            lease = await tx.lease(lease_id)
+            if lease is None or lease.domain_id != domain_id:
+                raise NotFound(f"There is no lease {lease_id!r}.")
+            await leases.release(tx, lease, seats.RELEASED_BY_ADMIN, await tx.now())
+
+    async def events(
+        self, who: TokenGrant, domain_id: str, after: int, limit: int
+    ) -> list[StoredEvent]:
+        async with self.store.transaction(domain_id) as tx:
+            await _domain(tx, who, domain_id, "admin")
+            return await tx.events(domain_id, after, limit)
+
+
+# A row in the token table saying that a server token was generated once.
+_SERVER_MARK = "server-token-generated"
+
+
+def _server_only(who: TokenGrant) -> None:
+    if who.role != "server":
+        raise Forbidden("Only the server administrator may do this.")
+
+
+async def _domain(tx: Tx, who: TokenGrant, domain_id: str, needs: str) -> Domain:
+    """The domain, if ``who`` may see it and has the role ``needs`` in it.
+
+    ``needs`` is ``server``, ``admin`` or ``wallboard`` (reading presence).
+    Another domain's token is told the domain does not exist.
+    """
+    domain = await tx.domain(domain_id)
+    if who.role != "server" and who.domain_id != domain_id:
+        domain = None
+    if domain is None:
+        raise NotFound(f"There is no domain {domain_id!r}.")
+    if needs == "server":
+        _server_only(who)
+    elif who.role not in ("server", "admin") and not (
+        needs == "wallboard" and who.role == "wallboard"
+    ):
+        raise Forbidden(f"A {who.role} token may not do this.")
+    return domain
+
+
+async def _user(tx: Tx, domain_id: str, user_id: str) -> User:
+    user = await tx.user(domain_id, user_id)
+    if user is None:
+        raise NotFound(f"There is no user {user_id!r}.")
+    return user
+
+
+def _find_pool(pools: list[Pool], pool_id: str) -> Pool:
+    for pool in pools:
+        if pool.id == pool_id:
+            return pool
+    raise NotFound(f"There is no pool {pool_id!r}.")
+
+
+async def _named(tx: Tx, domain_id: str) -> int:
+    return sum(u.license.model == "named" for u in await tx.users(domain_id))
+
+
+async def _check_license(tx: Tx, domain: Domain, user: User, users: list[User]) -> None:
+    """Check a user's new license against the domain, other users kept as they are."""
+    pools = await tx.pools(domain.id)
+    rules.check_license(domain, user.license, pools)
+    others = [u for u in users if u.id != user.id]
+    rules.check_domain(domain, pools, sum(u.license.model == "named" for u in [*others, user]))

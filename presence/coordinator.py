@@ -1,0 +1,461 @@
+"""The node: live device sessions, their leases, and what is pushed to them.
+
+The :class:`Coordinator` owns this node's sessions. Device endpoints hand it
+parsed messages (:meth:`Coordinator.handle`); it decides through the core
+inside store transactions, answers the device, and reacts to the notes every
+node publishes: sessions to end, queue grants to welcome, pools whose
+availability changed. Heartbeats only touch memory; a ticker expires silent
+sessions, logs idle seats off, renews this node's leases in one write and
+frees the leases of nodes that died.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import Protocol
+
+from . import leases, wire
+from .config import Config
+from .core import seats
+from .core.model import Device, Lease, Pool, User
+from .core.seats import Decisions, Enqueued, Granted, PoolBook, Refusal, Request
+from .storage import Note, Store, Tx
+from .tokens import hash_token
+
+logger = logging.getLogger(__name__)
+
+CLOSE_CODES = {
+    seats.LEASE_EXPIRED: 4408,
+    seats.TAKEN_OVER: 4409,
+    seats.REPLACED: 4409,
+    seats.IDLE_LOGOFF: 4410,
+    seats.LICENSE_CHANGED: 4411,
+    seats.USER_DELETED: 4411,
+    seats.RELEASED_BY_ADMIN: 4412,
+    seats.SERVER_SHUTDOWN: 1001,
+}
+END_MESSAGES = {
+    seats.LEASE_EXPIRED: "No heartbeat arrived within the lease time; the session ended.",
+    seats.TAKEN_OVER: "You logged in on another device, which took this seat over.",
+    seats.REPLACED: "This device logged in again on a new connection.",
+    seats.IDLE_LOGOFF: "Logged off after being idle without a call.",
+    seats.LICENSE_CHANGED: "Your license changed; log in again.",
+    seats.USER_DELETED: "Your user was deleted.",
+    seats.RELEASED_BY_ADMIN: "An administrator released your seat.",
+    seats.SERVER_SHUTDOWN: "The server is shutting down; log in again in a moment.",
+}
+RETRYABLE = {"seat_occupied", "already_logged_in", "rate_limited", "hello_timeout"}
+
+
+class Link(Protocol):
+    """The connection of one session, as the coordinator uses it."""
+
+    async def send(self, frame: str) -> None: ...
+    async def close(self, code: int) -> None: ...
+
+
+class Session:
+    """One device connection on this node, from ``hello`` to close."""
+
+    __slots__ = (
+        "id", "lease_id", "link", "last_seen", "user", "device", "lease", "pool",
+        "waiting", "ended", "sent_availability", "sent_position",
+    )  # fmt: skip
+
+    def __init__(self, link: Link, now: float) -> None:
+        self.id = uuid.uuid4().hex
+        self.lease_id = uuid.uuid4().hex
+        self.link = link
+        self.last_seen = now
+        self.user: User | None = None
+        self.device: Device | None = None
+        self.lease: Lease | None = None
+        self.pool: Pool | None = None
+        self.waiting = False
+        self.ended = False
+        self.sent_availability = ""
+        self.sent_position: int | None = None
+
+    @property
+    def pool_key(self) -> tuple[str, str] | None:
+        if self.user is None or self.user.license.model != "seat":
+            return None
+        return (self.user.domain_id, str(self.user.license.pool))
+
+    async def send(self, frame: str) -> None:
+        if self.ended:
+            return
+        try:
+            await self.link.send(frame)
+        except Exception:  # the connection is gone; its endpoint cleans up
+            self.ended = True
+
+    async def error(self, code: str, message: str) -> None:
+        await self.send(wire.error_frame(code, message, code in RETRYABLE))
+
+    async def end(self, code: int, frame: str | None = None) -> None:
+        """Send a last frame, then close the connection."""
+        if frame is not None:
+            await self.send(frame)
+        self.ended = True
+        with contextlib.suppress(Exception):
+            await self.link.close(code)
+
+
+class Coordinator:
+    """This node's sessions and their leases, over one store."""
+
+    def __init__(
+        self, store: Store, config: Config, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self.store = store
+        self.config = config
+        self.clock = clock
+        self.sessions: dict[str, Session] = {}
+        self._pool_sessions: dict[tuple[str, str], set[Session]] = {}
+        self._dirty: dict[tuple[str, str], set[Session] | None] = {}
+        self._wake = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
+        self._stopping = False
+        self.pool_watchers: list[Callable[[str, PoolBook], Awaitable[None]]] = []
+        self.note_watchers: list[Callable[[Note], Awaitable[None]]] = []
+        store.subscribe(self._on_note)
+
+    async def start(self) -> None:
+        await self.store.open(self.config.lease_ttl)
+        self._tasks = [
+            asyncio.create_task(self._announce_loop(), name="presence-announce"),
+            asyncio.create_task(self._tick_loop(), name="presence-tick"),
+        ]
+
+    async def end_sessions(self) -> None:
+        """End every session with ``server_shutdown``; their leases are kept."""
+        self._stopping = True
+        reason = seats.SERVER_SHUTDOWN
+        for session in list(self.sessions.values()):
+            await session.end(
+                CLOSE_CODES[reason], wire.session_ended_frame(reason, END_MESSAGES[reason])
+            )
+
+    async def stop(self) -> None:
+        """End every session, stop, and keep the leases for ``lease_ttl``."""
+        await self.end_sessions()
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        await self.store.close()
+
+    # The device protocol.
+
+    def open_session(self, link: Link) -> Session:
+        return Session(link, self.clock())
+
+    async def hello(self, session: Session, message: wire.Hello) -> bool:
+        """Authenticate a session and log it in; ``False`` if it was closed."""
+        async with self.store.transaction() as tx:
+            grant = await tx.token(hash_token(message.token))
+            user = None
+            if grant is not None and grant.role == "user" and grant.domain_id and grant.user_id:
+                user = await tx.user(grant.domain_id, grant.user_id)
+        if user is None:
+            await session.end(
+                4401,
+                wire.error_frame("unauthorized", "The token is missing or not valid.", False),
+            )
+            return False
+        session.user = user
+        session.device = message.device
+        self.sessions[session.id] = session
+        return await self.acquire(session, message.takeover, message.queue)
+
+    async def acquire(self, session: Session, takeover: bool, queue: bool) -> bool:
+        """Log in (again) under the user's current license."""
+        assert session.user is not None and session.device is not None
+        if session.lease is not None:
+            await self._welcome(session, session.lease, session.pool)
+            return True
+        domain_id = session.user.domain_id
+        async with self.store.transaction(domain_id) as tx:
+            user = await tx.user(domain_id, session.user.id)
+            if user is None or user.license.model == "none":
+                outcome: Granted | Refusal | Enqueued | None = None
+            else:
+                session.user = user
+                request = Request(
+                    session.id, session.lease_id, self.store.node_id, domain_id, user.id,
+                    user.name, session.device, takeover, queue,
+                )  # fmt: skip
+                now = await tx.now()
+                decisions: Decisions
+                if user.license.model == "named":
+                    held = await tx.leases(domain_id, user_id=user.id)
+                    decisions = seats.login_named(held, request, now)
+                    outcome = next(e for e in decisions.effects if isinstance(e, Granted))
+                else:
+                    session.pool = await self._pool(tx, user)
+                    decisions = await leases.load_book(tx, session.pool)
+                    outcome = decisions.acquire(request, now)
+                await leases.commit(tx, domain_id, decisions)
+        if outcome is None:
+            self.sessions.pop(session.id, None)
+            await session.end(
+                4403,
+                wire.error_frame("no_license", "Your user has no license to log in.", False),
+            )
+            return False
+        if isinstance(outcome, Granted):
+            await self._welcome(session, outcome.lease, session.pool)
+        elif isinstance(outcome, Refusal):
+            await session.error(outcome.code, outcome.message)
+        else:
+            session.waiting = True
+        self._subscribe(session)
+        return True
+
+    async def handle(self, session: Session, message: wire.ClientMessage) -> None:
+        """Act on one message of a session that said ``hello``; renews its lease.
+
+        Raises :exc:`wire.BadMessage` for a second ``hello``.
+        """
+        session.last_seen = self.clock()
+        if isinstance(message, wire.Heartbeat):
+            await session.send(wire.heartbeat_ack_frame(message.seq, self.config.lease_ttl))
+        elif isinstance(message, wire.Acquire):
+            await self.acquire(session, message.takeover, message.queue)
+        elif isinstance(message, wire.CallStart | wire.CallEnd):
+            await self.call(session, message)
+        elif isinstance(message, wire.Logout):
+            await self.logout(session)
+        else:
+            raise wire.BadMessage("This session already said hello.")
+
+    async def call(self, session: Session, message: wire.CallStart | wire.CallEnd) -> None:
+        if session.lease is None:
+            await session.error("not_logged_in", "Calls need a seat or a named login first.")
+            return
+        async with self.store.transaction(session.lease.domain_id) as tx:
+            lease = await tx.lease(session.lease.id)
+            if lease is None:
+                result: Decisions | Refusal = Refusal(
+                    session.id, "not_logged_in", "This session no longer holds its lease."
+                )
+            else:
+                now = await tx.now()
+                if isinstance(message, wire.CallStart):
+                    result = seats.start_call(lease, message.call_id, now)
+                else:
+                    result = seats.end_call(lease, message.call_id, now)
+                if isinstance(result, Decisions):
+                    await leases.commit(tx, lease.domain_id, result)
+        if isinstance(result, Refusal):
+            await session.error(result.code, result.message)
+            return
+        (updated,) = result.effects
+        assert isinstance(updated, seats.Updated) and lease is not None
+        session.lease = updated.lease
+        if isinstance(message, wire.CallStart):
+            started = updated.lease.call_started_at or 0.0
+            await session.send(wire.call_started_frame(message.call_id, started))
+        else:
+            duration = updated.lease.idle_since - (lease.call_started_at or 0.0)
+            await session.send(wire.call_ended_frame(message.call_id, duration))
+
+    async def logout(self, session: Session) -> None:
+        await self._leave(session, seats.LOGGED_OUT)
+        await session.end(1000, wire.bye_frame())
+
+    async def disconnected(self, session: Session) -> None:
+        """The connection closed: free what the session held, unless shutting down."""
+        session.ended = True
+        self._forget(session)
+        if not self._stopping:
+            await self._leave(session, seats.DISCONNECTED)
+
+    # Internals.
+
+    async def _welcome(self, session: Session, lease: Lease, pool: Pool | None) -> None:
+        assert session.user is not None
+        session.lease = lease
+        session.waiting = False
+        await session.send(
+            wire.welcome_frame(
+                session.id,
+                session.user,
+                lease,
+                pool,
+                self.config.heartbeat_interval,
+                self.config.lease_ttl,
+            )  # fmt: skip
+        )
+
+    async def _pool(self, tx: Tx, user: User) -> Pool:
+        return next(p for p in await tx.pools(user.domain_id) if p.id == user.license.pool)
+
+    async def _leave(self, session: Session, reason: str) -> None:
+        lease, waiting = session.lease, session.waiting
+        session.lease, session.waiting = None, False
+        if lease is None and not waiting:
+            return
+        assert session.user is not None
+        domain_id = session.user.domain_id
+        async with self.store.transaction(domain_id) as tx:
+            now = await tx.now()
+            if lease is not None:
+                current = await tx.lease(lease.id)
+                if current is not None:
+                    await leases.release(tx, current, reason, now)
+            elif session.pool is not None:
+                book = await leases.load_book(tx, session.pool)
+                book.leave(session.id, now)
+                await leases.commit(tx, domain_id, book)
+
+    def _subscribe(self, session: Session) -> None:
+        key = session.pool_key
+        if key is not None:
+            self._pool_sessions.setdefault(key, set()).add(session)
+            self._announce(key, session)
+
+    def _forget(self, session: Session) -> None:
+        self.sessions.pop(session.id, None)
+        key = session.pool_key
+        if key is not None and key in self._pool_sessions:
+            self._pool_sessions[key].discard(session)
+            if not self._pool_sessions[key]:
+                del self._pool_sessions[key]
+
+    def _announce(self, key: tuple[str, str], only: Session | None = None) -> None:
+        """Mark a pool's availability to be pushed (to one session, or all)."""
+        if only is None:
+            self._dirty[key] = None
+        else:
+            targets = self._dirty.setdefault(key, set())
+            if targets is not None:
+                targets.add(only)
+        self._wake.set()
+
+    async def _announce_loop(self) -> None:
+        """Push availability and queue positions, one store read per dirty pool."""
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            dirty, self._dirty = self._dirty, {}
+            for (domain_id, pool_id), targets in dirty.items():
+                try:
+                    await self._announce_pool(domain_id, pool_id, targets)
+                except Exception:
+                    logger.exception("announcing pool %s/%s failed", domain_id, pool_id)
+
+    async def _announce_pool(
+        self, domain_id: str, pool_id: str, targets: set[Session] | None
+    ) -> None:
+        async with self.store.transaction(domain_id) as tx:
+            pool = next((p for p in await tx.pools(domain_id) if p.id == pool_id), None)
+            book = await leases.load_book(tx, pool) if pool is not None else None
+        if book is None:
+            return
+        for watcher in self.pool_watchers:
+            await watcher(domain_id, book)
+        subscribers = self._pool_sessions.get((domain_id, pool_id), set())
+        frame = wire.availability_frame(book.availability())
+        for session in list(subscribers if targets is None else targets & subscribers):
+            session.pool = book.pool
+            if session.sent_availability != frame:
+                session.sent_availability = frame
+                await session.send(frame)
+            position = book.position(session.id) if session.waiting else None
+            if position is not None and position != session.sent_position:
+                session.sent_position = position
+                await session.send(wire.queued_frame(pool_id, position))
+
+    async def _on_note(self, note: Note) -> None:
+        kind = note["kind"]
+        if kind == "pool" and note["pool"] is not None:
+            self._announce((note["domain"], note["pool"]))
+        elif kind == "end":
+            session = self.sessions.get(note["session"])
+            if session is not None:
+                await self._end(session, note["reason"])
+        elif kind == "user":
+            for session in list(self.sessions.values()):
+                if session.user is not None and session.user.id == note["user"]:
+                    await self._end(session, note["reason"])
+        elif kind == "granted":
+            session = self.sessions.get(note["session"])
+            if session is not None and session.waiting:
+                await self._welcome_waiter(session)
+        elif kind == "refused":
+            session = self.sessions.get(note["session"])
+            if session is not None and session.waiting:
+                session.waiting = False
+                await session.error(note["code"], note["message"])
+        for watcher in self.note_watchers:
+            await watcher(note)
+
+    async def _welcome_waiter(self, session: Session) -> None:
+        async with self.store.transaction() as tx:
+            lease = await tx.lease(session.lease_id)
+        if lease is not None:
+            await self._welcome(session, lease, session.pool)
+
+    async def _end(self, session: Session, reason: str) -> None:
+        """End a session that something else ended (its lease is already gone)."""
+        if session.ended or reason not in CLOSE_CODES:
+            return
+        session.lease = None
+        await self._leave(session, reason)  # a waiting session leaves its queue
+        self._forget(session)
+        await session.end(
+            CLOSE_CODES[reason], wire.session_ended_frame(reason, END_MESSAGES[reason])
+        )
+
+    async def _tick_loop(self) -> None:
+        ttl = self.config.lease_ttl
+        tick = min(1.0, ttl / 4)
+        renewed = self.clock()
+        while True:
+            await asyncio.sleep(tick)
+            try:
+                now = self.clock()
+                if now - renewed >= ttl / 3:
+                    await self.store.renew_node()
+                    renewed = now
+                await self._expire_sessions(now)
+                await self._free_orphans()
+            except Exception:
+                logger.exception("tick failed")
+
+    async def _expire_sessions(self, now: float) -> None:
+        wall = time.time()
+        for session in list(self.sessions.values()):
+            if session.ended:
+                continue
+            if now - session.last_seen > self.config.lease_ttl:
+                await self._expire(session, seats.LEASE_EXPIRED)
+                continue
+            lease, pool = session.lease, session.pool
+            if lease is not None and pool is not None:
+                deadline = seats.idle_deadline(lease, pool.idle_logoff_s)
+                if deadline is not None and wall >= deadline:
+                    await self._expire(session, seats.IDLE_LOGOFF)
+
+    async def _expire(self, session: Session, reason: str) -> None:
+        await self._leave(session, reason)
+        self._forget(session)
+        await session.end(
+            CLOSE_CODES[reason], wire.session_ended_frame(reason, END_MESSAGES[reason])
+        )
+
+    async def _free_orphans(self) -> None:
+        """Free the leases of nodes that stopped renewing (died or were cut off)."""
+        async with self.store.transaction() as tx:
+            orphans = await tx.orphaned_leases()
+            now = await tx.now()
+            for lease in orphans:
+                await leases.release(tx, lease, seats.LEASE_EXPIRED, now)

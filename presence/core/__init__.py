@@ -1,0 +1,1 @@
+"""The licensing rules, without I/O: see :mod:`.seats` and :mod:`.rules`."""

@@ -1,0 +1,88 @@
+"""The core's decisions carried out in a store transaction.
+
+Every change to leases and queues goes through :func:`commit`: it writes the
+effects and events of a :class:`~presence.core.seats.Decisions`, and publishes
+the notes that tell every node what changed (which pools to announce, which
+sessions to end or to welcome).
+"""
+
+from __future__ import annotations
+
+from .core.model import Lease, Pool, User
+from .core.seats import Decisions, Dequeued, Ended, Enqueued, Granted, PoolBook, Updated
+from .storage import StoredEvent, Tx
+from .views import event_view
+
+
+async def load_book(tx: Tx, pool: Pool) -> PoolBook:
+    """A pool's seats as they are now; call inside the domain's transaction."""
+    return PoolBook(
+        pool,
+        await tx.leases(pool.domain_id, pool=pool.id),
+        await tx.waiters(pool.domain_id, pool.id),
+        await tx.last_fencing_token(),
+    )
+
+
+async def commit(tx: Tx, domain_id: str, decisions: Decisions) -> list[StoredEvent]:
+    """Write ``decisions`` in ``tx`` and publish what changed to every node."""
+    changed: set[str | None] = set()  # pools whose availability changed; None: named
+    for effect in decisions.effects:
+        if isinstance(effect, Granted):
+            await tx.insert_lease(effect.lease)
+            tx.notify({"kind": "granted", "session": effect.lease.session_id})
+            changed.add(effect.lease.pool)
+        elif isinstance(effect, Ended):
+            await tx.delete_lease(effect.lease.id)
+            tx.notify({"kind": "end", "session": effect.lease.session_id, "reason": effect.reason})
+            changed.add(effect.lease.pool)
+        elif isinstance(effect, Updated):
+            await tx.update_lease(effect.lease)
+            changed.add(effect.lease.pool)
+        elif isinstance(effect, Enqueued):
+            await tx.insert_waiter(effect.waiter)
+            changed.add(effect.waiter.pool)
+        elif isinstance(effect, Dequeued):
+            await tx.delete_waiter(effect.waiter.session_id)
+            changed.add(effect.waiter.pool)
+        else:
+            tx.notify(
+                {"kind": "refused", "session": effect.session_id, "code": effect.code,
+                 "message": effect.message}
+            )  # fmt: skip
+    if isinstance(decisions, PoolBook):
+        await tx.set_last_fencing_token(decisions.last_token)
+    for pool in changed:
+        tx.notify({"kind": "pool", "domain": domain_id, "pool": pool})
+    stored = await tx.add_events(decisions.events)
+    if stored:
+        tx.notify({"kind": "events", "domain": domain_id, "events": [
+            event_view(e) for e in stored]})  # fmt: skip
+    return stored
+
+
+async def release(tx: Tx, lease: Lease, reason: str, now: float) -> None:
+    """End one lease for ``reason``, handing a freed seat to the queue."""
+    if lease.pool is None:
+        decisions = Decisions()
+        decisions.end(lease, reason, now)
+        await commit(tx, lease.domain_id, decisions)
+        return
+    pool = next(p for p in await tx.pools(lease.domain_id) if p.id == lease.pool)
+    book = await load_book(tx, pool)
+    book.release(lease.id, reason, now)
+    await commit(tx, lease.domain_id, book)
+
+
+async def end_user(tx: Tx, user: User, reason: str, now: float) -> None:
+    """End every session of a user whose license changed or who was deleted."""
+    for lease in await tx.leases(user.domain_id, user_id=user.id):
+        await release(tx, lease, reason, now)
+    if user.license.model == "seat" and user.license.pool is not None:
+        pool = next(p for p in await tx.pools(user.domain_id) if p.id == user.license.pool)
+        book = await load_book(tx, pool)
+        for waiter in list(book.waiters):
+            if waiter.user_id == user.id:
+                book.leave(waiter.session_id, now)
+        await commit(tx, user.domain_id, book)
+    tx.notify({"kind": "user", "user": user.id, "reason": reason})

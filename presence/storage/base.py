@@ -1,0 +1,205 @@
+"""The storage interface: one small set of operations every backend provides.
+
+A :class:`Store` is the record of domains, pools, users, tokens, leases, the
+queue and the event log, and the bus between nodes. All reads and writes go
+through a :class:`Tx`; a transaction opened for a domain serialises with every
+other transaction of that domain, so a decision read and written inside one
+is atomic on every node. Notes given to :meth:`Tx.notify` reach the
+subscribers of every node after the transaction commits, and never if it rolls
+back.
+
+Backends translate their driver's errors into :exc:`presence.errors` types.
+"""
+
+from __future__ import annotations
+
+import abc
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable
+from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass
+from typing import Any
+
+from ..core.model import Domain, Event, Lease, Pool, User, Waiter
+
+logger = logging.getLogger(__name__)
+
+Note = dict[str, Any]
+"""A JSON object published to every node: ``{"kind": ..., ...}``."""
+
+
+@dataclass(frozen=True, slots=True)
+class TokenGrant:
+    """What a bearer token allows: ``role`` in a domain (``None``: server)."""
+
+    role: str
+    domain_id: str | None = None
+    user_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class StoredEvent:
+    id: int
+    event: Event
+
+
+class Tx(abc.ABC):
+    """One transaction. Every method must be awaited inside it."""
+
+    @abc.abstractmethod
+    async def now(self) -> float:
+        """The time of the transaction, from the clock that leases expire by."""
+
+    # Domains, pools and users.
+    @abc.abstractmethod
+    async def domain(self, domain_id: str) -> Domain | None: ...
+    @abc.abstractmethod
+    async def insert_domain(self, domain: Domain) -> None: ...
+    @abc.abstractmethod
+    async def update_domain(self, domain: Domain) -> None: ...
+    @abc.abstractmethod
+    async def pools(self, domain_id: str) -> list[Pool]: ...
+    @abc.abstractmethod
+    async def insert_pool(self, pool: Pool) -> None: ...
+    @abc.abstractmethod
+    async def update_pool(self, pool: Pool) -> None: ...
+    @abc.abstractmethod
+    async def delete_pool(self, domain_id: str, pool_id: str) -> None: ...
+    @abc.abstractmethod
+    async def users(self, domain_id: str) -> list[User]: ...
+    @abc.abstractmethod
+    async def user(self, domain_id: str, user_id: str) -> User | None: ...
+    @abc.abstractmethod
+    async def insert_user(self, user: User) -> None: ...
+    @abc.abstractmethod
+    async def update_user(self, user: User) -> None: ...
+    @abc.abstractmethod
+    async def delete_user(self, domain_id: str, user_id: str) -> None: ...
+
+    # Tokens, stored by their hash only.
+    @abc.abstractmethod
+    async def insert_token(self, token_hash: str, grant: TokenGrant) -> None: ...
+    @abc.abstractmethod
+    async def token(self, token_hash: str) -> TokenGrant | None: ...
+
+    # Leases, the queue and fencing tokens.
+    @abc.abstractmethod
+    async def leases(
+        self, domain_id: str, *, pool: str | None = None, user_id: str | None = None
+    ) -> list[Lease]:
+        """Live leases of a domain, of one pool or one user, oldest first."""
+
+    @abc.abstractmethod
+    async def lease(self, lease_id: str) -> Lease | None: ...
+    @abc.abstractmethod
+    async def insert_lease(self, lease: Lease) -> None: ...
+    @abc.abstractmethod
+    async def update_lease(self, lease: Lease) -> None: ...
+    @abc.abstractmethod
+    async def delete_lease(self, lease_id: str) -> None: ...
+    @abc.abstractmethod
+    async def waiters(self, domain_id: str, pool: str) -> list[Waiter]:
+        """The pool's queue, in the order the sessions asked."""
+
+    @abc.abstractmethod
+    async def insert_waiter(self, waiter: Waiter) -> None: ...
+    @abc.abstractmethod
+    async def delete_waiter(self, session_id: str) -> None: ...
+    @abc.abstractmethod
+    async def last_fencing_token(self) -> int:
+        """The highest fencing token ever granted; it never goes backwards."""
+
+    @abc.abstractmethod
+    async def set_last_fencing_token(self, token: int) -> None: ...
+
+    # Nodes: a node's leases live while the node renews itself.
+    @abc.abstractmethod
+    async def orphaned_leases(self) -> list[Lease]:
+        """Leases of nodes that stopped renewing themselves past their TTL."""
+
+    # The event log.
+    @abc.abstractmethod
+    async def add_events(self, events: list[Event]) -> list[StoredEvent]: ...
+    @abc.abstractmethod
+    async def events(self, domain_id: str, after: int, limit: int) -> list[StoredEvent]: ...
+
+    @abc.abstractmethod
+    def notify(self, note: Note) -> None:
+        """Publish ``note`` to every node once this transaction commits."""
+
+
+class Store(abc.ABC):
+    """A database of one or many nodes. Open it before use, close it after."""
+
+    def __init__(self, node_id: str) -> None:
+        self.node_id = node_id
+        self.bus = Bus()
+
+    def subscribe(self, callback: Callable[[Note], Awaitable[None]]) -> None:
+        """Call ``callback`` with every note from every node, in order."""
+        self.bus.subscribe(callback)
+
+    @abc.abstractmethod
+    async def open(self, lease_ttl: float) -> None:
+        """Connect, create the schema if needed and register this node."""
+
+    @abc.abstractmethod
+    async def close(self) -> None:
+        """Renew this node one last time, then disconnect.
+
+        The node's leases stay for ``lease_ttl``, so that their holders can
+        reclaim them from another node or after a restart.
+        """
+
+    @abc.abstractmethod
+    def transaction(self, domain_id: str | None = None) -> AbstractAsyncContextManager[Tx]:
+        """A transaction; with ``domain_id`` it holds that domain's lock."""
+
+    @abc.abstractmethod
+    async def renew_node(self) -> None:
+        """Keep this node's leases alive for another ``lease_ttl``."""
+
+    @abc.abstractmethod
+    def healthy(self) -> bool:
+        """Whether the database answers."""
+
+
+class Bus:
+    """Delivers notes to this node's subscribers, one at a time, in order.
+
+    Backends feed it what their transactions published (and, for several
+    nodes, what other nodes published); a subscriber that fails is logged and
+    does not stop delivery to the others.
+    """
+
+    def __init__(self) -> None:
+        self._subscribers: list[Callable[[Note], Awaitable[None]]] = []
+        self._queue: asyncio.Queue[Note] = asyncio.Queue()
+        self._task: asyncio.Task[None] | None = None
+
+    def subscribe(self, callback: Callable[[Note], Awaitable[None]]) -> None:
+        self._subscribers.append(callback)
+
+    def deliver(self, notes: list[Note]) -> None:
+        for note in notes:
+            self._queue.put_nowait(note)
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="presence-bus")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    async def _run(self) -> None:
+        while True:
+            note = await self._queue.get()
+            for callback in self._subscribers:
+                try:
+                    await callback(note)
+                except Exception:
+                    logger.exception("subscriber failed on %s", note.get("kind"))

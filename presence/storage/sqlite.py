@@ -1,0 +1,321 @@
+"""The embedded backend: one SQLite file, one node.
+
+The file is opened in WAL mode with ``synchronous=FULL``: every commit is on
+disk before it is acknowledged, so a power loss loses no grant, release or
+fencing token that a client was told about. Transactions run one at a time
+(``BEGIN IMMEDIATE`` behind an asyncio lock), which is the whole node's lock.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sqlite3
+import time
+from collections.abc import AsyncIterator, Iterable
+from contextlib import asynccontextmanager
+from typing import Any
+
+import aiosqlite
+
+from ..core.model import Domain, Event, Lease, Pool, User, Waiter
+from ..errors import RuleViolation, StorageError
+from . import rows
+from .base import Note, Store, StoredEvent, TokenGrant, Tx
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS domains (
+    id TEXT PRIMARY KEY, name TEXT NOT NULL, plan TEXT NOT NULL,
+    named_licenses INTEGER NOT NULL, seat_licenses INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS pools (
+    domain_id TEXT NOT NULL, id TEXT NOT NULL, name TEXT NOT NULL,
+    seats INTEGER NOT NULL, idle_logoff_s INTEGER NOT NULL,
+    PRIMARY KEY (domain_id, id));
+CREATE TABLE IF NOT EXISTS users (
+    domain_id TEXT NOT NULL, id TEXT NOT NULL, email TEXT NOT NULL,
+    name TEXT NOT NULL, model TEXT NOT NULL, pool TEXT,
+    PRIMARY KEY (domain_id, id), UNIQUE (domain_id, email));
+CREATE TABLE IF NOT EXISTS tokens (
+    hash TEXT PRIMARY KEY, role TEXT NOT NULL, domain_id TEXT, user_id TEXT);
+CREATE TABLE IF NOT EXISTS nodes (id TEXT PRIMARY KEY, expires_at REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS leases (
+    id TEXT PRIMARY KEY, session_id TEXT NOT NULL, node_id TEXT NOT NULL,
+    domain_id TEXT NOT NULL, user_id TEXT NOT NULL, user_name TEXT NOT NULL,
+    device_id TEXT NOT NULL, device_kind TEXT NOT NULL, device_name TEXT NOT NULL,
+    since REAL NOT NULL, pool TEXT, seat INTEGER, fencing_token INTEGER,
+    call_id TEXT, call_started_at REAL, idle_since REAL NOT NULL);
+CREATE UNIQUE INDEX IF NOT EXISTS leases_one_holder_per_seat
+    ON leases (domain_id, pool, seat) WHERE pool IS NOT NULL;
+CREATE UNIQUE INDEX IF NOT EXISTS leases_one_seat_per_user
+    ON leases (domain_id, user_id) WHERE pool IS NOT NULL;
+CREATE INDEX IF NOT EXISTS leases_by_node ON leases (node_id);
+CREATE TABLE IF NOT EXISTS waiters (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT, pool TEXT NOT NULL,
+    session_id TEXT NOT NULL UNIQUE, lease_id TEXT NOT NULL, node_id TEXT NOT NULL,
+    domain_id TEXT NOT NULL, user_id TEXT NOT NULL, user_name TEXT NOT NULL,
+    device_id TEXT NOT NULL, device_kind TEXT NOT NULL, device_name TEXT NOT NULL,
+    since REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
+INSERT OR IGNORE INTO counters VALUES ('fencing_token', 0);
+CREATE TABLE IF NOT EXISTS events (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, domain_id TEXT NOT NULL, at REAL NOT NULL,
+    type TEXT NOT NULL, user_id TEXT NOT NULL, device_id TEXT NOT NULL,
+    pool TEXT, seat INTEGER);
+CREATE INDEX IF NOT EXISTS events_by_domain ON events (domain_id, id);
+"""
+
+
+class SQLiteStore(Store):
+    """A store in one SQLite file; ``path`` is created readable by its owner only."""
+
+    def __init__(self, path: str, node_id: str) -> None:
+        super().__init__(node_id)
+        self.path = path
+        self._db: aiosqlite.Connection | None = None
+        self._lock = asyncio.Lock()
+        self._lease_ttl = 0.0
+
+    async def open(self, lease_ttl: float) -> None:
+        self._lease_ttl = lease_ttl
+        if self.path != ":memory:" and not os.path.exists(self.path):
+            os.close(os.open(self.path, os.O_CREAT | os.O_WRONLY, 0o600))
+        db = await aiosqlite.connect(self.path, isolation_level=None)
+        db.row_factory = sqlite3.Row
+        await db.execute("PRAGMA journal_mode=WAL")
+        await db.execute("PRAGMA synchronous=FULL")
+        await db.execute("PRAGMA busy_timeout=5000")
+        await db.executescript(SCHEMA)
+        self._db = db
+        await self.renew_node()
+        self.bus.start()
+
+    async def close(self) -> None:
+        if self._db is None:
+            return
+        await self.renew_node()
+        await self.bus.stop()
+        await self._db.close()
+        self._db = None
+
+    def healthy(self) -> bool:
+        return self._db is not None
+
+    async def renew_node(self) -> None:
+        async with self.transaction() as tx:
+            await tx.execute(
+                "INSERT INTO nodes VALUES (?, ?) "
+                "ON CONFLICT (id) DO UPDATE SET expires_at = excluded.expires_at",
+                (self.node_id, time.time() + self._lease_ttl),
+            )
+            await tx.execute(
+                "DELETE FROM nodes WHERE expires_at < ? AND id NOT IN "
+                "(SELECT node_id FROM leases) AND id NOT IN (SELECT node_id FROM waiters)",
+                (time.time(),),
+            )
+
+    @asynccontextmanager
+    async def transaction(self, domain_id: str | None = None) -> AsyncIterator[SQLiteTx]:
+        if self._db is None:
+            raise StorageError("The database is not open.")
+        async with self._lock:
+            tx = SQLiteTx(self._db)
+            try:
+                await self._db.execute("BEGIN IMMEDIATE")
+                yield tx
+                await self._db.execute("COMMIT")
+            except sqlite3.Error as exc:
+                await self._rollback()
+                raise StorageError(f"The database failed: {exc}") from exc
+            except BaseException:
+                await self._rollback()
+                raise
+        self.bus.deliver(tx.notes)
+
+    async def _rollback(self) -> None:
+        assert self._db is not None
+        if self._db.in_transaction:
+            await self._db.execute("ROLLBACK")
+
+
+class SQLiteTx(Tx):
+    def __init__(self, db: aiosqlite.Connection) -> None:
+        self._db = db
+        self.notes: list[Note] = []
+
+    async def execute(self, sql: str, params: Iterable[Any] = ()) -> None:
+        await self._db.execute(sql, tuple(params))
+
+    async def _all(self, sql: str, params: Iterable[Any] = ()) -> list[sqlite3.Row]:
+        async with self._db.execute(sql, tuple(params)) as cursor:
+            return list(await cursor.fetchall())
+
+    async def _one(self, sql: str, params: Iterable[Any] = ()) -> sqlite3.Row | None:
+        async with self._db.execute(sql, tuple(params)) as cursor:
+            return await cursor.fetchone()
+
+    async def _insert(self, table: str, columns: str, values: tuple[Any, ...]) -> None:
+        marks = ", ".join("?" * len(values))
+        try:
+            await self.execute(f"INSERT INTO {table} ({columns}) VALUES ({marks})", values)
+        except sqlite3.IntegrityError as exc:
+            raise RuleViolation("already_exists", f"That {table[:-1]} exists already.") from exc
+
+    async def now(self) -> float:
+        return time.time()
+
+    async def domain(self, domain_id: str) -> Domain | None:
+        row = await self._one("SELECT * FROM domains WHERE id = ?", (domain_id,))
+        return rows.domain(row) if row else None
+
+    async def insert_domain(self, domain: Domain) -> None:
+        await self._insert("domains", rows.DOMAIN_COLUMNS, rows.domain_values(domain))
+
+    async def update_domain(self, domain: Domain) -> None:
+        await self.execute(
+            "UPDATE domains SET name = ?, plan = ?, named_licenses = ?, seat_licenses = ? "
+            "WHERE id = ?",
+            (*rows.domain_values(domain)[1:], domain.id),
+        )
+
+    async def pools(self, domain_id: str) -> list[Pool]:
+        found = await self._all(
+            "SELECT * FROM pools WHERE domain_id = ? ORDER BY rowid", (domain_id,)
+        )
+        return [rows.pool(row) for row in found]
+
+    async def insert_pool(self, pool: Pool) -> None:
+        await self._insert("pools", rows.POOL_COLUMNS, rows.pool_values(pool))
+
+    async def update_pool(self, pool: Pool) -> None:
+        await self.execute(
+            "UPDATE pools SET name = ?, seats = ?, idle_logoff_s = ? "
+            "WHERE domain_id = ? AND id = ?",
+            (pool.name, pool.seats, pool.idle_logoff_s, pool.domain_id, pool.id),
+        )
+
+    async def delete_pool(self, domain_id: str, pool_id: str) -> None:
+        await self.execute("DELETE FROM pools WHERE domain_id = ? AND id = ?", (domain_id, pool_id))
+
+    async def users(self, domain_id: str) -> list[User]:
+        found = await self._all(
+            "SELECT * FROM users WHERE domain_id = ? ORDER BY rowid", (domain_id,)
+        )
+        return [rows.user(row) for row in found]
+
+    async def user(self, domain_id: str, user_id: str) -> User | None:
+        row = await self._one(
+            "SELECT * FROM users WHERE domain_id = ? AND id = ?", (domain_id, user_id)
+        )
+        return rows.user(row) if row else None
+
+    async def insert_user(self, user: User) -> None:
+        await self._insert("users", rows.USER_COLUMNS, rows.user_values(user))
+
+    async def update_user(self, user: User) -> None:
+        await self.execute(
+            "UPDATE users SET email = ?, name = ?, model = ?, pool = ? "
+            "WHERE domain_id = ? AND id = ?",
+            (*rows.user_values(user)[2:], user.domain_id, user.id),
+        )
+
+    async def delete_user(self, domain_id: str, user_id: str) -> None:
+        await self.execute("DELETE FROM users WHERE domain_id = ? AND id = ?", (domain_id, user_id))
+        await self.execute(
+            "DELETE FROM tokens WHERE domain_id = ? AND user_id = ?", (domain_id, user_id)
+        )
+
+    async def insert_token(self, token_hash: str, grant: TokenGrant) -> None:
+        await self.execute(
+            "INSERT INTO tokens VALUES (?, ?, ?, ?)",
+            (token_hash, grant.role, grant.domain_id, grant.user_id),
+        )
+
+    async def token(self, token_hash: str) -> TokenGrant | None:
+        row = await self._one("SELECT * FROM tokens WHERE hash = ?", (token_hash,))
+        return TokenGrant(row["role"], row["domain_id"], row["user_id"]) if row else None
+
+    async def leases(
+        self, domain_id: str, *, pool: str | None = None, user_id: str | None = None
+    ) -> list[Lease]:
+        sql = f"SELECT {rows.LEASE_COLUMNS} FROM leases WHERE domain_id = ?"
+        params: list[Any] = [domain_id]
+        if pool is not None:
+            sql += " AND pool = ?"
+            params.append(pool)
+        if user_id is not None:
+            sql += " AND user_id = ?"
+            params.append(user_id)
+        found = await self._all(sql + " ORDER BY since, rowid", params)
+        return [rows.lease(row) for row in found]
+
+    async def lease(self, lease_id: str) -> Lease | None:
+        row = await self._one(f"SELECT {rows.LEASE_COLUMNS} FROM leases WHERE id = ?", (lease_id,))
+        return rows.lease(row) if row else None
+
+    async def insert_lease(self, lease: Lease) -> None:
+        await self._insert("leases", rows.LEASE_COLUMNS, rows.lease_values(lease))
+
+    async def update_lease(self, lease: Lease) -> None:
+        await self.execute(
+            "UPDATE leases SET call_id = ?, call_started_at = ?, idle_since = ?, "
+            "node_id = ? WHERE id = ?",
+            (lease.call_id, lease.call_started_at, lease.idle_since, lease.node_id, lease.id),
+        )
+
+    async def delete_lease(self, lease_id: str) -> None:
+        await self.execute("DELETE FROM leases WHERE id = ?", (lease_id,))
+
+    async def waiters(self, domain_id: str, pool: str) -> list[Waiter]:
+        found = await self._all(
+            f"SELECT {rows.WAITER_COLUMNS} FROM waiters WHERE domain_id = ? AND pool = ? "
+            "ORDER BY seq",
+            (domain_id, pool),
+        )
+        return [rows.waiter(row) for row in found]
+
+    async def insert_waiter(self, waiter: Waiter) -> None:
+        await self._insert("waiters", rows.WAITER_COLUMNS, rows.waiter_values(waiter))
+
+    async def delete_waiter(self, session_id: str) -> None:
+        await self.execute("DELETE FROM waiters WHERE session_id = ?", (session_id,))
+
+    async def last_fencing_token(self) -> int:
+        row = await self._one("SELECT value FROM counters WHERE name = 'fencing_token'")
+        assert row is not None
+        return int(row["value"])
+
+    async def set_last_fencing_token(self, token: int) -> None:
+        await self.execute(
+            "UPDATE counters SET value = ? WHERE name = 'fencing_token' AND value < ?",
+            (token, token),
+        )
+
+    async def orphaned_leases(self) -> list[Lease]:
+        found = await self._all(
+            f"SELECT {rows.LEASE_COLUMNS} FROM leases WHERE node_id NOT IN "
+            "(SELECT id FROM nodes WHERE expires_at >= ?) ORDER BY since",
+            (time.time(),),
+        )
+        return [rows.lease(row) for row in found]
+
+    async def add_events(self, events: list[Event]) -> list[StoredEvent]:
+        stored = []
+        for event in events:
+            async with self._db.execute(
+                f"INSERT INTO events ({rows.EVENT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                rows.event_values(event),
+            ) as cursor:
+                assert cursor.lastrowid is not None
+                stored.append(StoredEvent(cursor.lastrowid, event))
+        return stored
+
+    async def events(self, domain_id: str, after: int, limit: int) -> list[StoredEvent]:
+        found = await self._all(
+            f"SELECT id, {rows.EVENT_COLUMNS} FROM events WHERE domain_id = ? AND id > ? "
+            "ORDER BY id LIMIT ?",
+            (domain_id, after, limit),
+        )
+        return [StoredEvent(row["id"], rows.event(row)) for row in found]
+
+    def notify(self, note: Note) -> None:
+        self.notes.append(note)

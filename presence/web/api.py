@@ -1,0 +1,244 @@
+"""The admin HTTP API under ``/api/v1``: parse, call :class:`~presence.admin.Admin`, answer JSON."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from .. import views
+from ..admin import Admin
+from ..core.model import PLANS, Domain, License, Pool
+from ..errors import BadRequest
+from ..storage import TokenGrant
+
+ID = re.compile(r"[a-z0-9][a-z0-9-]{0,62}")
+EMAIL = re.compile(r"[^@\s]+@[^@\s]+")
+MAX_COUNT = 1_000_000
+
+Handler = Callable[[Request, Admin, TokenGrant], Awaitable[Response]]
+
+
+def _endpoint(handler: Handler) -> Callable[[Request], Awaitable[Response]]:
+    async def endpoint(request: Request) -> Response:
+        admin: Admin = request.app.state.admin
+        scheme, _, token = request.headers.get("authorization", "").partition(" ")
+        who = await admin.authenticate(token.strip() if scheme.lower() == "bearer" else None)
+        return await handler(request, admin, who)
+
+    return endpoint
+
+
+async def _body(request: Request) -> dict[str, Any]:
+    try:
+        body = await request.json()
+    except ValueError:
+        raise BadRequest("body", "The request body must be JSON.") from None
+    if not isinstance(body, dict):
+        raise BadRequest("body", "The request body must be a JSON object.")
+    return body
+
+
+def _id(body: dict[str, Any], field: str = "id") -> str:
+    value = body.get(field)
+    if not isinstance(value, str) or not ID.fullmatch(value):
+        raise BadRequest(field, f"{field} must match [a-z0-9][a-z0-9-]{{0,62}}.")
+    return value
+
+
+def _name(body: dict[str, Any], field: str = "name") -> str:
+    value = body.get(field)
+    if not isinstance(value, str) or not 1 <= len(value.strip()) <= 200:
+        raise BadRequest(field, f"{field} must be a string of 1 to 200 characters.")
+    return value.strip()
+
+
+def _count(body: dict[str, Any], field: str, default: int | None = None) -> int:
+    value = body.get(field, default)
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_COUNT:
+        raise BadRequest(field, f"{field} must be a whole number from 0 to {MAX_COUNT}.")
+    return value
+
+
+def _plan(body: dict[str, Any]) -> str:
+    value = body.get("plan")
+    if value not in PLANS:
+        raise BadRequest("plan", f"plan must be one of {', '.join(PLANS)}.")
+    return str(value)
+
+
+def _license(value: Any, field: str = "license") -> License:
+    if not isinstance(value, dict) or value.get("model") not in ("named", "seat", "none"):
+        raise BadRequest(field, 'license must be {"model": "named" | "seat" | "none"}.')
+    if value["model"] != "seat":
+        return License(value["model"])
+    pool = value.get("pool")
+    if not isinstance(pool, str) or not ID.fullmatch(pool):
+        raise BadRequest(f"{field}.pool", "A seat license names its pool id.")
+    return License("seat", pool)
+
+
+Parsers = dict[str, Callable[[dict[str, Any]], Any]]
+
+
+def _changes(body: dict[str, Any], parsers: Parsers) -> dict[str, Any]:
+    unknown = sorted(set(body) - set(parsers))
+    if unknown:
+        raise BadRequest(unknown[0], f"{unknown[0]} cannot be changed here.")
+    return {field: parse(body) for field, parse in parsers.items() if field in body}
+
+
+_DOMAIN_CHANGES: Parsers = {
+    "name": _name,
+    "plan": _plan,
+    "named_licenses": lambda b: _count(b, "named_licenses"),
+    "seat_licenses": lambda b: _count(b, "seat_licenses"),
+}
+_POOL_CHANGES: Parsers = {
+    "name": _name,
+    "seats": lambda b: _count(b, "seats"),
+    "idle_logoff_s": lambda b: _count(b, "idle_logoff_s"),
+}
+
+
+def _json(data: Any, status: int = 200) -> JSONResponse:
+    return JSONResponse(data, status)
+
+
+async def create_domain(request: Request, admin: Admin, who: TokenGrant) -> Response:
+    body = await _body(request)
+    domain = Domain(
+        _id(body), _name(body), _plan(body),  # type: ignore[arg-type]
+        _count(body, "named_licenses", 0), _count(body, "seat_licenses", 0),
+    )  # fmt: skip
+    return _json(views.domain_view(await admin.create_domain(who, domain)), 201)
+
+
+async def get_domain(request: Request, admin: Admin, who: TokenGrant) -> Response:
+    return _json(views.domain_view(await admin.domain(who, request.path_params["domain"])))
+
+
+async def patch_domain(request: Request, admin: Admin, who: TokenGrant) -> Response:
+    changes = _changes(await _body(request), _DOMAIN_CHANGES)
+    domain = await admin.update_domain(who, request.path_params["domain"], changes)
+    return _json(views.domain_view(domain))
+
+
+async def create_domain_token(request: Request, admin: Admin, who: TokenGrant) -> Response:
+    role = (await _body(request)).get("role")
+    if role not in ("admin", "wallboard"):
+        raise BadRequest("role", 'role must be "admin" or "wallboard".')
+    token = await admin.create_token(who, request.path_params["domain"], role)
+    return _json({"token": token, "role": role}, 201)
+
+
+async def list_pools(request: Request, admin: Admin, who: TokenGrant) -> Response:
+    pools = await admin.pools(who, request.path_params["domain"])
+    return _json([views.pool_view(pool, occupied) for pool, occupied in pools])
+
+
+async def create_pool(request: Request, admin: Admin, who: TokenGrant) -> Response:
+    body = await _body(request)
+    pool = Pool(
+        request.path_params["domain"], _id(body), _name(body), _count(body, "seats"),
+        _count(body, "idle_logoff_s", 0),
+    )  # fmt: skip
+    return _json(views.pool_view(*await admin.create_pool(who, pool)), 201)
+
+
+async def patch_pool(request: Request, admin: Admin, who: TokenGrant) -> Response:
+    changes = _changes(await _body(request), _POOL_CHANGES)
+    params = request.path_params
+    pool = await admin.update_pool(who, params["domain"], params["pool"], changes)
+    return _json(views.pool_view(*pool))
+
+
+async def delete_pool(request: Request, admin: Admin, who: TokenGrant) -> Response:
+    await admin.delete_pool(who, request.path_params["domain"], request.path_params["pool"])
+    return Response(status_code=204)
+
+
+async def list_users(request: Request, admin: Admin, who: TokenGrant) -> Response:
+    users = await admin.users(who, request.path_params["domain"])
+    return _json([views.user_view(user) for user in users])
+
+
+async def create_user(request: Request, admin: Admin, who: TokenGrant) -> Response:
+    body = await _body(request)
+    email = body.get("email")
+    if not isinstance(email, str) or len(email) > 254 or not EMAIL.fullmatch(email):
+        raise BadRequest("email", "email must be an e-mail address.")
+    user = await admin.create_user(
+        who, request.path_params["domain"], email, _name(body), _license(body.get("license"))
+    )
+    return _json(views.user_view(user), 201)
+
+
+async def put_license(request: Request, admin: Admin, who: TokenGrant) -> Response:
+    license = _license(await _body(request), "body")
+    params = request.path_params
+    user = await admin.set_license(who, params["domain"], params["user"], license)
+    return _json(views.user_view(user))
+
+
+async def delete_user(request: Request, admin: Admin, who: TokenGrant) -> Response:
+    await admin.delete_user(who, request.path_params["domain"], request.path_params["user"])
+    return Response(status_code=204)
+
+
+async def create_user_token(request: Request, admin: Admin, who: TokenGrant) -> Response:
+    params = request.path_params
+    token = await admin.create_token(who, params["domain"], "user", params["user"])
+    return _json({"token": token, "role": "user"}, 201)
+
+
+async def presence(request: Request, admin: Admin, who: TokenGrant) -> Response:
+    snapshot = await admin.presence(who, request.path_params["domain"])
+    return _json(views.presence_view(snapshot.domain.id, snapshot.books, snapshot.named))
+
+
+async def release_lease(request: Request, admin: Admin, who: TokenGrant) -> Response:
+    params = request.path_params
+    await admin.release(who, params["domain"], params["lease_id"])
+    return Response(status_code=204)
+
+
+async def events(request: Request, admin: Admin, who: TokenGrant) -> Response:
+    query = request.query_params
+    after = _query_int(query.get("after"), "after", 0, 2**62)
+    limit = _query_int(query.get("limit"), "limit", 100, 1000, lowest=1)
+    found = await admin.events(who, request.path_params["domain"], after, limit)
+    return _json([views.event_view(e) for e in found])
+
+
+def _query_int(text: str | None, field: str, default: int, highest: int, lowest: int = 0) -> int:
+    if text is None or text == "":
+        return default
+    if not text.isdigit() or not lowest <= int(text) <= highest:
+        raise BadRequest(field, f"{field} must be a whole number from {lowest} to {highest}.")
+    return int(text)
+
+
+D = "/api/v1/domains/{domain}"
+routes = [
+    Route("/api/v1/domains", _endpoint(create_domain), methods=["POST"]),
+    Route(D, _endpoint(get_domain), methods=["GET"]),
+    Route(D, _endpoint(patch_domain), methods=["PATCH"]),
+    Route(D + "/tokens", _endpoint(create_domain_token), methods=["POST"]),
+    Route(D + "/pools", _endpoint(list_pools), methods=["GET"]),
+    Route(D + "/pools", _endpoint(create_pool), methods=["POST"]),
+    Route(D + "/pools/{pool}", _endpoint(patch_pool), methods=["PATCH"]),
+    Route(D + "/pools/{pool}", _endpoint(delete_pool), methods=["DELETE"]),
+    Route(D + "/users", _endpoint(list_users), methods=["GET"]),
+    Route(D + "/users", _endpoint(create_user), methods=["POST"]),
+    Route(D + "/users/{user}/license", _endpoint(put_license), methods=["PUT"]),
+    Route(D + "/users/{user}", _endpoint(delete_user), methods=["DELETE"]),
+    Route(D + "/users/{user}/tokens", _endpoint(create_user_token), methods=["POST"]),
+    Route(D + "/presence", _endpoint(presence), methods=["GET"]),
+    Route(D + "/leases/{lease_id}", _endpoint(release_lease), methods=["DELETE"]),
+    Route(D + "/events", _endpoint(events), methods=["GET"]),
+]

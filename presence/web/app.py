@@ -1,0 +1,79 @@
+"""The ASGI application: routes, error responses, and the node's lifespan."""
+
+from __future__ import annotations
+
+import contextlib
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route, WebSocketRoute
+
+from ..admin import Admin
+from ..config import Config
+from ..coordinator import Coordinator
+from ..errors import BadRequest, PresenceError
+from ..storage import store_for_url
+from . import api
+from .device import device_endpoint
+
+STATIC = Path(__file__).resolve().parent.parent.parent / "static"
+
+
+def create_app(config: Config) -> Starlette:
+    """The server for ``config``; its lifespan opens the store and the node."""
+    store = store_for_url(config.database, uuid.uuid4().hex)
+    coordinator = Coordinator(store, config)
+    admin = Admin(store, config.admin_token)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        await coordinator.start()
+        try:
+            token = await admin.ensure_server_token()
+            if token is not None:
+                print(f"Server admin token (shown once, keep it): {token}", flush=True)
+            yield
+        finally:
+            await coordinator.stop()
+
+    app = Starlette(
+        routes=[
+            Route("/healthz", healthz),
+            *api.routes,
+            WebSocketRoute("/ws/device", device_endpoint),
+        ],
+        exception_handlers={PresenceError: presence_error, HTTPException: http_error},
+        lifespan=lifespan,
+    )
+    app.state.config = config
+    app.state.coordinator = coordinator
+    app.state.admin = admin
+    return app
+
+
+async def healthz(request: Request) -> Response:
+    coordinator: Coordinator = request.app.state.coordinator
+    if not coordinator.store.healthy():
+        return JSONResponse({"status": "unavailable"}, 503)
+    return JSONResponse({"status": "ok"})
+
+
+def _error(status: int, code: str, message: str, **extra: str) -> JSONResponse:
+    return JSONResponse({"error": {"code": code, "message": message, **extra}}, status)
+
+
+async def presence_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, PresenceError)
+    extra = {"field": exc.field} if isinstance(exc, BadRequest) else {}
+    return _error(exc.status, exc.code, exc.message, **extra)
+
+
+async def http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    codes = {404: "not_found", 405: "method_not_allowed"}
+    return _error(exc.status_code, codes.get(exc.status_code, "bad_request"), exc.detail)

@@ -1,0 +1,120 @@
+"""The device WebSocket endpoint, ``/ws/device``.
+
+It keeps the connection's own rules (the ``hello`` deadline, frame size, rate
+limit, bad message count) and hands every parsed message to the coordinator.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+from starlette.websockets import WebSocket
+
+from .. import wire
+from ..coordinator import Coordinator
+
+RATE_LIMIT = 50  # messages in one second
+BAD_MESSAGES = 5  # in one minute closes the connection
+
+
+class _Link:
+    __slots__ = ("websocket",)
+
+    def __init__(self, websocket: WebSocket) -> None:
+        self.websocket = websocket
+
+    async def send(self, frame: str) -> None:
+        await self.websocket.send_text(frame)
+
+    async def close(self, code: int) -> None:
+        await self.websocket.close(code)
+
+
+class _Limits:
+    """A token bucket for the rate limit and the times of recent bad messages."""
+
+    __slots__ = ("tokens", "at", "bad")
+
+    def __init__(self) -> None:
+        self.tokens = float(RATE_LIMIT)
+        self.at = time.monotonic()
+        self.bad: list[float] = []
+
+    def take(self) -> bool:
+        now = time.monotonic()
+        self.tokens = min(RATE_LIMIT, self.tokens + (now - self.at) * RATE_LIMIT)
+        self.at = now
+        if self.tokens < 1:
+            return False
+        self.tokens -= 1
+        return True
+
+    def too_many_bad(self) -> bool:
+        now = time.monotonic()
+        self.bad = [at for at in self.bad if now - at < 60] + [now]
+        return len(self.bad) >= BAD_MESSAGES
+
+
+async def device_endpoint(websocket: WebSocket) -> None:
+    coordinator: Coordinator = websocket.app.state.coordinator
+    if not _origin_allowed(websocket, coordinator.config.allowed_origins):
+        await websocket.close(4403)
+        return
+    await websocket.accept()
+    session = coordinator.open_session(_Link(websocket))
+    limits = _Limits()
+    deadline = time.monotonic() + coordinator.config.hello_timeout
+    try:
+        while not session.ended:
+            timeout = None if session.user else deadline - time.monotonic()
+            try:
+                frame = await asyncio.wait_for(_receive(websocket), timeout)
+            except TimeoutError:
+                await session.end(4408, wire.error_frame(
+                    "hello_timeout", "No hello arrived in time; connect again.", True))  # fmt: skip
+                return
+            if frame is None:
+                return
+            if not limits.take():
+                text = f"More than {RATE_LIMIT} messages in one second."
+                await session.end(4429, wire.error_frame("rate_limited", text, True))
+                return
+            try:
+                message = wire.parse(frame)
+                if session.user is None:
+                    if isinstance(message, wire.Hello):
+                        await coordinator.hello(session, message)
+                    else:
+                        await session.error("not_logged_in", "Say hello first.")
+                else:
+                    await coordinator.handle(session, message)
+            except wire.BadMessage as exc:
+                if exc.code == "too_large":
+                    await session.end(1009, wire.error_frame(exc.code, exc.message, False))
+                elif limits.too_many_bad():
+                    await session.end(4400, wire.error_frame(exc.code, exc.message, False))
+                else:
+                    await session.error(exc.code, exc.message)
+    finally:
+        await coordinator.disconnected(session)
+
+
+async def _receive(websocket: WebSocket) -> str | bytes | None:
+    """The next frame, or ``None`` once the connection closed."""
+    message = await websocket.receive()
+    if message["type"] == "websocket.disconnect":
+        return None
+    text = message.get("text")
+    return text if text is not None else message.get("bytes") or b""
+
+
+def _origin_allowed(websocket: WebSocket, allowed: tuple[str, ...]) -> bool:
+    """Native apps send no Origin; browsers must come from an allowed origin."""
+    origin = websocket.headers.get("origin")
+    if origin is None:
+        return True
+    if allowed:
+        return origin in allowed or "*" in allowed
+    host = websocket.headers.get("host", "")
+    return origin.split("://", 1)[-1] == host
