@@ -30,6 +30,7 @@ class Snapshot:
     domain: Domain
     books: list[seats.PoolBook]
     named: list[Lease]
+    events: list[StoredEvent]
 
 
 class Admin:
@@ -119,6 +120,7 @@ class Admin:
                 raise RuleViolation("already_exists", f"Pool {pool.id!r} exists already.")
             rules.check_domain(domain, [*pools, pool], await _named(tx, domain.id))
             await tx.insert_pool(pool)
+            leases.pool_changed(tx, pool.domain_id, pool.id)
             return pool, 0
 
     async def update_pool(
@@ -137,6 +139,7 @@ class Admin:
             book = await leases.load_book(tx, changed)
             book.fill(await tx.now())  # a grown pool serves its queue at once
             await leases.commit(tx, domain_id, book)
+            leases.pool_changed(tx, domain_id, pool_id)
             return changed, len(book.leases)
 
     async def delete_pool(self, who: TokenGrant, domain_id: str, pool_id: str) -> None:
@@ -150,6 +153,7 @@ class Admin:
                     f"Pool {pool_id!r} still has {len(members)} users; move them first.",
                 )
             await tx.delete_pool(domain_id, pool_id)
+            leases.pool_changed(tx, domain_id, pool_id)
 
     # Users and their licenses.
 
@@ -194,12 +198,14 @@ class Admin:
 
     # Presence.
 
-    async def presence(self, who: TokenGrant, domain_id: str) -> Snapshot:
+    async def presence(self, who: TokenGrant, domain_id: str, events: int = 0) -> Snapshot:
+        """The domain's presence now, with its ``events`` latest events."""
         async with self.store.transaction(domain_id) as tx:
             domain = await _domain(tx, who, domain_id, "wallboard")
             books = [await leases.load_book(tx, pool) for pool in await tx.pools(domain_id)]
             named = [x for x in await tx.leases(domain_id) if x.pool is None]
-            return Snapshot(domain, books, named)
+            latest = await tx.latest_events(domain_id, events) if events else []
+            return Snapshot(domain, books, named, latest)
 
     async def release(self, who: TokenGrant, domain_id: str, lease_id: str) -> None:
         async with self.store.transaction(domain_id) as tx:

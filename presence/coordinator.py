@@ -16,7 +16,7 @@ import contextlib
 import logging
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from typing import Protocol
 
 from . import leases, wire
@@ -57,6 +57,17 @@ class Link(Protocol):
 
     async def send(self, frame: str) -> None: ...
     async def close(self, code: int) -> None: ...
+
+
+class Watcher(Protocol):
+    """Something on this node that follows domains' changes (the wallboards)."""
+
+    def watching(self, domain_id: str) -> bool: ...
+    async def pool_changed(self, domain_id: str, pool_id: str, book: PoolBook | None) -> None:
+        """A pool's state after a change; ``None`` when it was deleted."""
+
+    async def noted(self, note: Note) -> None:
+        """Every note from every node."""
 
 
 class Session:
@@ -122,8 +133,7 @@ class Coordinator:
         self._wake = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self._stopping = False
-        self.pool_watchers: list[Callable[[str, PoolBook], Awaitable[None]]] = []
-        self.note_watchers: list[Callable[[Note], Awaitable[None]]] = []
+        self.watchers: list[Watcher] = []
         store.subscribe(self._on_note)
 
     async def start(self) -> None:
@@ -355,14 +365,17 @@ class Coordinator:
     async def _announce_pool(
         self, domain_id: str, pool_id: str, targets: set[Session] | None
     ) -> None:
+        subscribers = self._pool_sessions.get((domain_id, pool_id), set())
+        watchers = [w for w in self.watchers if w.watching(domain_id)]
+        if not subscribers and not watchers:
+            return
         async with self.store.transaction(domain_id) as tx:
             pool = next((p for p in await tx.pools(domain_id) if p.id == pool_id), None)
             book = await leases.load_book(tx, pool) if pool is not None else None
+        for watcher in watchers:
+            await watcher.pool_changed(domain_id, pool_id, book)
         if book is None:
             return
-        for watcher in self.pool_watchers:
-            await watcher(domain_id, book)
-        subscribers = self._pool_sessions.get((domain_id, pool_id), set())
         frame = wire.availability_frame(book.availability())
         for session in list(subscribers if targets is None else targets & subscribers):
             session.pool = book.pool
@@ -376,7 +389,7 @@ class Coordinator:
 
     async def _on_note(self, note: Note) -> None:
         kind = note["kind"]
-        if kind == "pool" and note["pool"] is not None:
+        if kind == "pool":
             self._announce((note["domain"], note["pool"]))
         elif kind == "end":
             session = self.sessions.get(note["session"])
@@ -395,8 +408,8 @@ class Coordinator:
             if session is not None and session.waiting:
                 session.waiting = False
                 await session.error(note["code"], note["message"])
-        for watcher in self.note_watchers:
-            await watcher(note)
+        for watcher in self.watchers:
+            await watcher.noted(note)
 
     async def _welcome_waiter(self, session: Session) -> None:
         async with self.store.transaction() as tx:

@@ -26,25 +26,33 @@ async def load_book(tx: Tx, pool: Pool) -> PoolBook:
 
 async def commit(tx: Tx, domain_id: str, decisions: Decisions) -> list[StoredEvent]:
     """Write ``decisions`` in ``tx`` and publish what changed to every node."""
-    changed: set[str | None] = set()  # pools whose availability changed; None: named
+    pools: set[str] = set()  # whose availability changed
+    named: set[str] = set()  # users whose named devices changed
+
+    def touched(lease: Lease) -> None:
+        if lease.pool is None:
+            named.add(lease.user_id)
+        else:
+            pools.add(lease.pool)
+
     for effect in decisions.effects:
         if isinstance(effect, Granted):
             await tx.insert_lease(effect.lease)
             tx.notify({"kind": "granted", "session": effect.lease.session_id})
-            changed.add(effect.lease.pool)
+            touched(effect.lease)
         elif isinstance(effect, Ended):
             await tx.delete_lease(effect.lease.id)
             tx.notify({"kind": "end", "session": effect.lease.session_id, "reason": effect.reason})
-            changed.add(effect.lease.pool)
+            touched(effect.lease)
         elif isinstance(effect, Updated):
             await tx.update_lease(effect.lease)
-            changed.add(effect.lease.pool)
+            touched(effect.lease)
         elif isinstance(effect, Enqueued):
             await tx.insert_waiter(effect.waiter)
-            changed.add(effect.waiter.pool)
+            pools.add(effect.waiter.pool)
         elif isinstance(effect, Dequeued):
             await tx.delete_waiter(effect.waiter.session_id)
-            changed.add(effect.waiter.pool)
+            pools.add(effect.waiter.pool)
         else:
             tx.notify(
                 {"kind": "refused", "session": effect.session_id, "code": effect.code,
@@ -52,13 +60,20 @@ async def commit(tx: Tx, domain_id: str, decisions: Decisions) -> list[StoredEve
             )  # fmt: skip
     if isinstance(decisions, PoolBook):
         await tx.set_last_fencing_token(decisions.last_token)
-    for pool in changed:
-        tx.notify({"kind": "pool", "domain": domain_id, "pool": pool})
+    for pool in sorted(pools):
+        pool_changed(tx, domain_id, pool)
+    for user_id in sorted(named):
+        tx.notify({"kind": "named", "domain": domain_id, "user": user_id})
     stored = await tx.add_events(decisions.events)
     if stored:
         tx.notify({"kind": "events", "domain": domain_id, "events": [
             event_view(e) for e in stored]})  # fmt: skip
     return stored
+
+
+def pool_changed(tx: Tx, domain_id: str, pool_id: str) -> None:
+    """Tell every node to announce a pool's state (or that it is gone)."""
+    tx.notify({"kind": "pool", "domain": domain_id, "pool": pool_id})
 
 
 async def release(tx: Tx, lease: Lease, reason: str, now: float) -> None:

@@ -123,7 +123,12 @@ class Tx(abc.ABC):
     @abc.abstractmethod
     async def add_events(self, events: list[Event]) -> list[StoredEvent]: ...
     @abc.abstractmethod
-    async def events(self, domain_id: str, after: int, limit: int) -> list[StoredEvent]: ...
+    async def events(self, domain_id: str, after: int, limit: int) -> list[StoredEvent]:
+        """Events after the id ``after``, oldest first."""
+
+    @abc.abstractmethod
+    async def latest_events(self, domain_id: str, limit: int) -> list[StoredEvent]:
+        """The ``limit`` newest events, oldest first."""
 
     @abc.abstractmethod
     def notify(self, note: Note) -> None:

@@ -317,5 +317,13 @@ class SQLiteTx(Tx):
         )
         return [StoredEvent(row["id"], rows.event(row)) for row in found]
 
+    async def latest_events(self, domain_id: str, limit: int) -> list[StoredEvent]:
+        found = await self._all(
+            f"SELECT id, {rows.EVENT_COLUMNS} FROM events WHERE domain_id = ? "
+            "ORDER BY id DESC LIMIT ?",
+            (domain_id, limit),
+        )
+        return [StoredEvent(row["id"], rows.event(row)) for row in reversed(found)]
+
     def notify(self, note: Note) -> None:
         self.notes.append(note)

@@ -11,15 +11,18 @@ from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Route, WebSocketRoute
+from starlette.routing import Mount, Route, WebSocketRoute
+from starlette.staticfiles import StaticFiles
 
 from ..admin import Admin
 from ..config import Config
 from ..coordinator import Coordinator
 from ..errors import BadRequest, PresenceError
 from ..storage import store_for_url
+from ..wallboard import Wallboards
 from . import api
 from .device import device_endpoint
+from .wallboard import wallboard_endpoint
 
 STATIC = Path(__file__).resolve().parent.parent.parent / "static"
 
@@ -29,6 +32,8 @@ def create_app(config: Config) -> Starlette:
     store = store_for_url(config.database, uuid.uuid4().hex)
     coordinator = Coordinator(store, config)
     admin = Admin(store, config.admin_token)
+    wallboards = Wallboards(store)
+    coordinator.watchers.append(wallboards)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -46,6 +51,8 @@ def create_app(config: Config) -> Starlette:
             Route("/healthz", healthz),
             *api.routes,
             WebSocketRoute("/ws/device", device_endpoint),
+            WebSocketRoute("/ws/wallboard", wallboard_endpoint),
+            Mount("/", StaticFiles(directory=STATIC, html=True)),
         ],
         exception_handlers={PresenceError: presence_error, HTTPException: http_error},
         lifespan=lifespan,
@@ -53,6 +60,7 @@ def create_app(config: Config) -> Starlette:
     app.state.config = config
     app.state.coordinator = coordinator
     app.state.admin = admin
+    app.state.wallboards = wallboards
     return app
 
 

@@ -18,7 +18,7 @@ RATE_LIMIT = 50  # messages in one second
 BAD_MESSAGES = 5  # in one minute closes the connection
 
 
-class _Link:
+class Link:
     __slots__ = ("websocket",)
 
     def __init__(self, websocket: WebSocket) -> None:
@@ -58,18 +58,18 @@ class _Limits:
 
 async def device_endpoint(websocket: WebSocket) -> None:
     coordinator: Coordinator = websocket.app.state.coordinator
-    if not _origin_allowed(websocket, coordinator.config.allowed_origins):
+    if not origin_allowed(websocket, coordinator.config.allowed_origins):
         await websocket.close(4403)
         return
     await websocket.accept()
-    session = coordinator.open_session(_Link(websocket))
+    session = coordinator.open_session(Link(websocket))
     limits = _Limits()
     deadline = time.monotonic() + coordinator.config.hello_timeout
     try:
         while not session.ended:
             timeout = None if session.user else deadline - time.monotonic()
             try:
-                frame = await asyncio.wait_for(_receive(websocket), timeout)
+                frame = await asyncio.wait_for(receive(websocket), timeout)
             except TimeoutError:
                 await session.end(4408, wire.error_frame(
                     "hello_timeout", "No hello arrived in time; connect again.", True))  # fmt: skip
@@ -100,7 +100,7 @@ async def device_endpoint(websocket: WebSocket) -> None:
         await coordinator.disconnected(session)
 
 
-async def _receive(websocket: WebSocket) -> str | bytes | None:
+async def receive(websocket: WebSocket) -> str | bytes | None:
     """The next frame, or ``None`` once the connection closed."""
     message = await websocket.receive()
     if message["type"] == "websocket.disconnect":
@@ -109,7 +109,7 @@ async def _receive(websocket: WebSocket) -> str | bytes | None:
     return text if text is not None else message.get("bytes") or b""
 
 
-def _origin_allowed(websocket: WebSocket, allowed: tuple[str, ...]) -> bool:
+def origin_allowed(websocket: WebSocket, allowed: tuple[str, ...]) -> bool:
     """Native apps send no Origin; browsers must come from an allowed origin."""
     origin = websocket.headers.get("origin")
     if origin is None:

@@ -1,0 +1,113 @@
+"""The wallboard stream: a snapshot of a domain, then small changes.
+
+A board connects to ``/ws/wallboard`` and sends ``{"type": "hello", "token",
+"domain"?}`` (``domain`` is needed only with an admin token of the server);
+then it receives, as JSON text frames:
+
+- ``snapshot {domain, presence, events, now}``: the presence snapshot of the
+  admin API, the latest events (oldest first) and the server's clock;
+- ``pool {pool}``: one pool's entry of the snapshot, after it changed;
+- ``pool_removed {pool}``: a pool was deleted;
+- ``named {user, devices}``: one named user's devices (none: logged out);
+- ``event {event}``: a new event of the log;
+- ``pong``: the answer to a ``ping`` the board may send to check the line.
+
+Each change is encoded once and sent to every board of the domain.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from typing import Any
+
+from . import views, wire
+from .admin import Snapshot
+from .coordinator import Link
+from .core.seats import PoolBook
+from .storage import Note, Store
+
+
+class Board:
+    """One connected wallboard. Changes wait in ``backlog`` until its snapshot is sent."""
+
+    __slots__ = ("link", "domain_id", "backlog")
+
+    def __init__(self, link: Link, domain_id: str) -> None:
+        self.link = link
+        self.domain_id = domain_id
+        self.backlog: list[str] | None = []
+
+    async def send(self, frame: str) -> None:
+        if self.backlog is not None:
+            self.backlog.append(frame)
+            return
+        with contextlib.suppress(Exception):  # a closed board is removed by its endpoint
+            await self.link.send(frame)
+
+    async def start(self, snapshot: Snapshot) -> None:
+        """Send the snapshot, then what changed while it was read."""
+        backlog, self.backlog = self.backlog or [], None
+        await self.send(snapshot_frame(snapshot))
+        for frame in backlog:
+            await self.send(frame)
+
+
+class Wallboards:
+    """The boards connected to this node; a coordinator watcher."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self._boards: dict[str, set[Board]] = {}
+
+    def add(self, board: Board) -> None:
+        self._boards.setdefault(board.domain_id, set()).add(board)
+
+    def remove(self, board: Board) -> None:
+        boards = self._boards.get(board.domain_id, set())
+        boards.discard(board)
+        if not boards:
+            self._boards.pop(board.domain_id, None)
+
+    def watching(self, domain_id: str) -> bool:
+        return domain_id in self._boards
+
+    async def pool_changed(self, domain_id: str, pool_id: str, book: PoolBook | None) -> None:
+        if book is None:
+            await self._send(domain_id, {"type": "pool_removed", "pool": pool_id})
+        else:
+            await self._send(domain_id, {"type": "pool", "pool": views.pool_presence_view(book)})
+
+    async def noted(self, note: Note) -> None:
+        domain_id = note.get("domain")
+        if domain_id is None or not self.watching(domain_id):
+            return
+        if note["kind"] == "events":
+            for event in note["events"]:
+                await self._send(domain_id, {"type": "event", "event": event})
+        elif note["kind"] == "named":
+            async with self.store.transaction(domain_id) as tx:
+                held = await tx.leases(domain_id, user_id=note["user"])
+                user = await tx.user(domain_id, note["user"])
+            named = views.named_view([lease for lease in held if lease.pool is None])
+            entry = named[0] if named else {"user": {"id": note["user"]}, "devices": []}
+            if user is not None:
+                entry["user"] = {"id": user.id, "name": user.name}
+            await self._send(domain_id, {"type": "named", **entry})
+
+    async def _send(self, domain_id: str, message: dict[str, Any]) -> None:
+        frame = wire.encode(message)
+        for board in list(self._boards.get(domain_id, ())):
+            await board.send(frame)
+
+
+def snapshot_frame(snapshot: Snapshot) -> str:
+    return wire.encode(
+        {
+            "type": "snapshot",
+            "domain": views.domain_view(snapshot.domain),
+            "presence": views.presence_view(snapshot.domain.id, snapshot.books, snapshot.named),
+            "events": [views.event_view(e) for e in snapshot.events],
+            "now": wire.iso(time.time()),
+        }
+    )
