@@ -391,6 +391,9 @@ class Coordinator:
         kind = note["kind"]
         if kind == "pool":
             self._announce((note["domain"], note["pool"]))
+        elif kind == "resync":  # notes may have been missed: announce everything again
+            for key in list(self._pool_sessions):
+                self._announce(key)
         elif kind == "end":
             session = self.sessions.get(note["session"])
             if session is not None:
@@ -468,7 +471,8 @@ class Coordinator:
     async def _free_orphans(self) -> None:
         """Free the leases of nodes that stopped renewing (died or were cut off)."""
         async with self.store.transaction() as tx:
-            orphans = await tx.orphaned_leases()
-            now = await tx.now()
-            for lease in orphans:
-                await leases.release(tx, lease, seats.LEASE_EXPIRED, now)
+            domains = {x.domain_id for x in await tx.orphaned_leases()}
+            domains.update(w.domain_id for w in await tx.orphaned_waiters())
+        for domain_id in sorted(domains):
+            async with self.store.transaction(domain_id) as tx:
+                await leases.free_orphans(tx, domain_id)

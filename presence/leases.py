@@ -8,6 +8,7 @@ sessions to end or to welcome).
 
 from __future__ import annotations
 
+from .core import seats
 from .core.model import Lease, Pool, User
 from .core.seats import Decisions, Dequeued, Ended, Enqueued, Granted, PoolBook, Updated
 from .storage import StoredEvent, Tx
@@ -87,6 +88,22 @@ async def release(tx: Tx, lease: Lease, reason: str, now: float) -> None:
     book = await load_book(tx, pool)
     book.release(lease.id, reason, now)
     await commit(tx, lease.domain_id, book)
+
+
+async def free_orphans(tx: Tx, domain_id: str) -> None:
+    """Expire a domain's leases, and drop its waiters, of nodes that died."""
+    now = await tx.now()
+    for lease in await tx.orphaned_leases():
+        if lease.domain_id == domain_id:
+            await release(tx, lease, seats.LEASE_EXPIRED, now)
+    waiters = [w for w in await tx.orphaned_waiters() if w.domain_id == domain_id]
+    for pool in await tx.pools(domain_id):
+        if any(w.pool == pool.id for w in waiters):
+            book = await load_book(tx, pool)
+            for waiter in waiters:
+                book.leave(waiter.session_id, now)
+            book.fill(now)
+            await commit(tx, domain_id, book)
 
 
 async def end_user(tx: Tx, user: User, reason: str, now: float) -> None:

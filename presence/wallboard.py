@@ -79,6 +79,12 @@ class Wallboards:
             await self._send(domain_id, {"type": "pool", "pool": views.pool_presence_view(book)})
 
     async def noted(self, note: Note) -> None:
+        if note["kind"] == "resync":  # changes may have been missed: boards reconnect
+            for boards in list(self._boards.values()):
+                for board in list(boards):
+                    with contextlib.suppress(Exception):
+                        await board.link.close(1012)
+            return
         domain_id = note.get("domain")
         if domain_id is None or not self.watching(domain_id):
             return

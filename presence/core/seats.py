@@ -178,7 +178,7 @@ class PoolBook(Decisions):
         held = self._lease_of_user(request.user_id)
         if held is not None:
             if held.device.id == request.device.id:
-                self.end(held, REPLACED, now)
+                self._drop(held, REPLACED, now)
                 return self._grant(request, held.seat, now)
             if not request.takeover:
                 return self._refuse(
@@ -188,7 +188,7 @@ class PoolBook(Decisions):
                     f"{_device_phrase(held.device)}. Log out there, or log in "
                     "again with takeover to move the seat to this device.",
                 )
-            self.end(held, TAKEN_OVER, now)
+            self._drop(held, TAKEN_OVER, now)
             return self._grant(request, held.seat, now)
         if not self.waiters and len(self.leases) < self.pool.seats:
             return self._grant(request, self._free_seat(), now)
@@ -213,10 +213,10 @@ class PoolBook(Decisions):
 
         Returns the ended lease, or ``None`` if it was not held.
         """
-        lease = self.leases.pop(lease_id, None)
+        lease = self.leases.get(lease_id)
         if lease is None:
             return None
-        self.end(lease, reason, now)
+        self._drop(lease, reason, now)
         self.fill(now)
         return lease
 
@@ -265,6 +265,10 @@ class PoolBook(Decisions):
         self.effects.append(granted)
         self.events.append(_event("seat_granted", now, lease))
         return granted
+
+    def _drop(self, lease: Lease, reason: str, now: float) -> None:
+        del self.leases[lease.id]
+        self.end(lease, reason, now)
 
     def _refuse(self, request: Request, code: str, message: str) -> Refusal:
         refusal = Refusal(request.session_id, code, message)

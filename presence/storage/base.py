@@ -119,6 +119,10 @@ class Tx(abc.ABC):
     async def orphaned_leases(self) -> list[Lease]:
         """Leases of nodes that stopped renewing themselves past their TTL."""
 
+    @abc.abstractmethod
+    async def orphaned_waiters(self) -> list[Waiter]:
+        """Queued sessions of nodes that stopped renewing themselves."""
+
     # The event log.
     @abc.abstractmethod
     async def add_events(self, events: list[Event]) -> list[StoredEvent]: ...
@@ -129,6 +133,10 @@ class Tx(abc.ABC):
     @abc.abstractmethod
     async def latest_events(self, domain_id: str, limit: int) -> list[StoredEvent]:
         """The ``limit`` newest events, oldest first."""
+
+    @abc.abstractmethod
+    async def pool_events(self, domain_id: str, until: float) -> list[Event]:
+        """Every event of the domain's pools up to ``until``, oldest first."""
 
     @abc.abstractmethod
     def notify(self, note: Note) -> None:

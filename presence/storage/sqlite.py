@@ -298,6 +298,14 @@ class SQLiteTx(Tx):
         )
         return [rows.lease(row) for row in found]
 
+    async def orphaned_waiters(self) -> list[Waiter]:
+        found = await self._all(
+            f"SELECT {rows.WAITER_COLUMNS} FROM waiters WHERE node_id NOT IN "
+            "(SELECT id FROM nodes WHERE expires_at >= ?) ORDER BY seq",
+            (time.time(),),
+        )
+        return [rows.waiter(row) for row in found]
+
     async def add_events(self, events: list[Event]) -> list[StoredEvent]:
         stored = []
         for event in events:
@@ -324,6 +332,14 @@ class SQLiteTx(Tx):
             (domain_id, limit),
         )
         return [StoredEvent(row["id"], rows.event(row)) for row in reversed(found)]
+
+    async def pool_events(self, domain_id: str, until: float) -> list[Event]:
+        found = await self._all(
+            f"SELECT {rows.EVENT_COLUMNS} FROM events "
+            "WHERE domain_id = ? AND pool IS NOT NULL AND at <= ? ORDER BY id",
+            (domain_id, until),
+        )
+        return [rows.event(row) for row in found]
 
     def notify(self, note: Note) -> None:
         self.notes.append(note)
