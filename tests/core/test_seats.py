@@ -10,8 +10,8 @@ from presence.core import seats
 from presence.core.model import Device, Lease, Pool
 from presence.core.seats import (
     Dequeued,
-    Enqueued,
     Ended,
+    Enqueued,
     Granted,
     PoolBook,
     Refusal,
