@@ -16,6 +16,7 @@ from typing import Any
 from . import leases
 from .core import rules, seats
 from .core.model import Domain, Lease, License, Pool, User
+from .core.usage import PoolUsage, usage
 from .errors import Forbidden, NotFound, RuleViolation, Unauthorized
 from .storage import Store, StoredEvent, TokenGrant, Tx
 from .tokens import hash_token, new_token
@@ -221,6 +222,17 @@ class Admin:
         async with self.store.transaction(domain_id) as tx:
             await _domain(tx, who, domain_id, "admin")
             return await tx.events(domain_id, after, limit)
+
+    async def usage(
+        self, who: TokenGrant, domain_id: str, start: float, end: float | None
+    ) -> list[PoolUsage]:
+        """Each pool's usage from ``start`` to ``end`` (default and at most: now)."""
+        async with self.store.transaction(domain_id) as tx:
+            await _domain(tx, who, domain_id, "admin")
+            now = await tx.now()
+            end = now if end is None else min(end, now)
+            events = await tx.pool_events(domain_id, end)
+            return usage(await tx.pools(domain_id), events, start, max(start, end))
 
 
 # A row in the token table saying that a server token was generated once.

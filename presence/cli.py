@@ -90,6 +90,7 @@ def main(argv: list[str] | None = None) -> None:
             ws_ping_interval=None,
             log_level="info",
             lifespan="on",
+            timeout_graceful_shutdown=5,
         ),
         app.state.coordinator,
     )

@@ -6,10 +6,13 @@ come from here.
 
 from __future__ import annotations
 
+import csv
+import io
 from typing import Any
 
 from .core.model import Domain, Lease, License, Pool, User
 from .core.seats import PoolBook
+from .core.usage import PoolUsage
 from .storage import StoredEvent
 from .wire import iso
 
@@ -110,3 +113,18 @@ def event_view(stored: StoredEvent) -> JSON:
         "seat": e.seat,
         "device_id": e.device_id,
     }
+
+
+USAGE_FIELDS = ("pool", "seats", "peak_occupied", "seat_seconds", "denials", "calls")
+
+
+def usage_view(usage: PoolUsage) -> JSON:
+    return {field: getattr(usage, field) for field in USAGE_FIELDS}
+
+
+def usage_csv(rows: list[JSON]) -> str:
+    out = io.StringIO()
+    writer = csv.DictWriter(out, USAGE_FIELDS, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    return out.getvalue()

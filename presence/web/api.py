@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
 from typing import Any
 
 from starlette.requests import Request
@@ -71,14 +72,16 @@ def _plan(body: dict[str, Any]) -> str:
     return str(value)
 
 
-def _license(value: Any, field: str = "license") -> License:
-    if not isinstance(value, dict) or value.get("model") not in ("named", "seat", "none"):
-        raise BadRequest(field, 'license must be {"model": "named" | "seat" | "none"}.')
+def _license(value: Any) -> License:
+    if not isinstance(value, dict):
+        raise BadRequest("license", 'license must be {"model": "named" | "seat" | "none"}.')
+    if value.get("model") not in ("named", "seat", "none"):
+        raise BadRequest("license.model", 'model must be "named", "seat" or "none".')
     if value["model"] != "seat":
         return License(value["model"])
     pool = value.get("pool")
     if not isinstance(pool, str) or not ID.fullmatch(pool):
-        raise BadRequest(f"{field}.pool", "A seat license names its pool id.")
+        raise BadRequest("license.pool", "A seat license names its pool id.")
     return License("seat", pool)
 
 
@@ -179,7 +182,7 @@ async def create_user(request: Request, admin: Admin, who: TokenGrant) -> Respon
 
 
 async def put_license(request: Request, admin: Admin, who: TokenGrant) -> Response:
-    license = _license(await _body(request), "body")
+    license = _license(await _body(request))
     params = request.path_params
     user = await admin.set_license(who, params["domain"], params["user"], license)
     return _json(views.user_view(user))
@@ -215,6 +218,26 @@ async def events(request: Request, admin: Admin, who: TokenGrant) -> Response:
     return _json([views.event_view(e) for e in found])
 
 
+async def usage(request: Request, admin: Admin, who: TokenGrant) -> Response:
+    start = _query_time(request.query_params.get("from"), "from") or 0.0
+    end = _query_time(request.query_params.get("to"), "to")
+    report = await admin.usage(who, request.path_params["domain"], start, end)
+    rows = [views.usage_view(pool) for pool in report]
+    if "text/csv" in request.headers.get("accept", ""):
+        return Response(views.usage_csv(rows), media_type="text/csv")
+    return _json(rows)
+
+
+def _query_time(text: str | None, field: str) -> float | None:
+    if not text:
+        return None
+    try:
+        at = datetime.fromisoformat(text)
+    except ValueError:
+        raise BadRequest(field, f"{field} must be an ISO 8601 time.") from None
+    return (at if at.tzinfo else at.replace(tzinfo=UTC)).timestamp()
+
+
 def _query_int(text: str | None, field: str, default: int, highest: int, lowest: int = 0) -> int:
     if text is None or text == "":
         return default
@@ -241,4 +264,5 @@ routes = [
     Route(D + "/presence", _endpoint(presence), methods=["GET"]),
     Route(D + "/leases/{lease_id}", _endpoint(release_lease), methods=["DELETE"]),
     Route(D + "/events", _endpoint(events), methods=["GET"]),
+    Route(D + "/usage", _endpoint(usage), methods=["GET"]),
 ]
