@@ -16,6 +16,7 @@ class Config:
     heartbeat_interval: float = 10.0
     lease_ttl: float = 30.0
     allowed_origins: tuple[str, ...] = field(default_factory=tuple)
+    metrics_need_token: bool = False
     hello_timeout: float = 5.0
 
     @classmethod
@@ -31,4 +32,5 @@ class Config:
             heartbeat_interval=float(env.get("PRESENCE_HEARTBEAT_INTERVAL", "10")),
             lease_ttl=float(env.get("PRESENCE_LEASE_TTL", "30")),
             allowed_origins=tuple(o.strip() for o in origins.split(",") if o.strip()),
+            metrics_need_token=env.get("PRESENCE_METRICS_NEED_TOKEN", "") in ("1", "true"),
         )

@@ -24,6 +24,7 @@ from .config import Config
 from .core import seats
 from .core.model import Device, Lease, Pool, User
 from .core.seats import Decisions, Enqueued, Granted, PoolBook, Refusal, Request
+from .metrics import METRICS, gauge
 from .storage import Note, Store, Tx
 from .tokens import hash_token
 
@@ -162,6 +163,27 @@ class Coordinator:
                 await task
         await self.store.close()
 
+    async def metrics(self) -> str:
+        """``/metrics``: this node's figures, and the seats of every pool."""
+        async with self.store.transaction() as tx:
+            counts = await tx.seat_counts()
+        models: dict[str, int] = {"named": 0, "seat": 0, "waiting": 0, "refused": 0}
+        for session in self.sessions.values():
+            if session.lease is not None:
+                models["named" if session.lease.pool is None else "seat"] += 1
+            else:
+                models["waiting" if session.waiting else "refused"] += 1
+        sessions = [({"model": model}, n) for model, n in models.items()]
+        occupied = [({"domain": d, "pool": p}, n) for d, p, _, n in counts]
+        free = [({"domain": d, "pool": p}, max(0, size - n)) for d, p, size, n in counts]
+        return METRICS.render(
+            [
+                *gauge("presence_sessions", "Device sessions on this node, by state.", sessions),
+                *gauge("presence_seats_occupied", "Occupied seats per pool.", occupied),
+                *gauge("presence_seats_free", "Free seats per pool.", free),
+            ]
+        )
+
     # The device protocol.
 
     def open_session(self, link: Link) -> Session:
@@ -169,6 +191,13 @@ class Coordinator:
 
     async def hello(self, session: Session, message: wire.Hello) -> bool:
         """Authenticate a session and log it in; ``False`` if it was closed."""
+        started = self.clock()
+        try:
+            return await self._hello(session, message)
+        finally:
+            METRICS.login_seconds.observe(self.clock() - started)
+
+    async def _hello(self, session: Session, message: wire.Hello) -> bool:
         async with self.store.transaction() as tx:
             grant = await tx.token(hash_token(message.token))
             user = None
@@ -234,9 +263,10 @@ class Coordinator:
 
         Raises :exc:`wire.BadMessage` for a second ``hello``.
         """
-        session.last_seen = self.clock()
+        session.last_seen = started = self.clock()
         if isinstance(message, wire.Heartbeat):
             await session.send(wire.heartbeat_ack_frame(message.seq, self.config.lease_ttl))
+            METRICS.heartbeat_seconds.observe(self.clock() - started)
         elif isinstance(message, wire.Acquire):
             await self.acquire(session, message.takeover, message.queue)
         elif isinstance(message, wire.CallStart | wire.CallEnd):

@@ -11,6 +11,7 @@ from __future__ import annotations
 from .core import seats
 from .core.model import Lease, Pool, User
 from .core.seats import Decisions, Dequeued, Ended, Enqueued, Granted, PoolBook, Updated
+from .metrics import METRICS
 from .storage import StoredEvent, Tx
 from .views import event_view
 
@@ -66,6 +67,8 @@ async def commit(tx: Tx, domain_id: str, decisions: Decisions) -> list[StoredEve
     for user_id in sorted(named):
         tx.notify({"kind": "named", "domain": domain_id, "user": user_id})
     stored = await tx.add_events(decisions.events)
+    for event in decisions.events:
+        METRICS.events.inc(event.type)
     if stored:
         tx.notify({"kind": "events", "domain": domain_id, "events": [
             event_view(e) for e in stored]})  # fmt: skip

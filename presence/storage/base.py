@@ -123,6 +123,10 @@ class Tx(abc.ABC):
     async def orphaned_waiters(self) -> list[Waiter]:
         """Queued sessions of nodes that stopped renewing themselves."""
 
+    @abc.abstractmethod
+    async def seat_counts(self) -> list[tuple[str, str, int, int]]:
+        """(domain, pool, seats, occupied) of every pool of every domain."""
+
     # The event log.
     @abc.abstractmethod
     async def add_events(self, events: list[Event]) -> list[StoredEvent]: ...

@@ -306,6 +306,14 @@ class SQLiteTx(Tx):
         )
         return [rows.waiter(row) for row in found]
 
+    async def seat_counts(self) -> list[tuple[str, str, int, int]]:
+        found = await self._all(
+            "SELECT p.domain_id, p.id, p.seats, COUNT(l.id) AS occupied FROM pools p "
+            "LEFT JOIN leases l ON l.domain_id = p.domain_id AND l.pool = p.id "
+            "GROUP BY p.domain_id, p.id ORDER BY p.domain_id, p.id"
+        )
+        return [(r["domain_id"], r["id"], r["seats"], r["occupied"]) for r in found]
+
     async def add_events(self, events: list[Event]) -> list[StoredEvent]:
         stored = []
         for event in events:

@@ -10,14 +10,14 @@ from pathlib import Path
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Mount, Route, WebSocketRoute
 from starlette.staticfiles import StaticFiles
 
 from ..admin import Admin
 from ..config import Config
 from ..coordinator import Coordinator
-from ..errors import BadRequest, PresenceError
+from ..errors import BadRequest, Forbidden, PresenceError
 from ..storage import store_for_url
 from ..wallboard import Wallboards
 from . import api
@@ -49,6 +49,7 @@ def create_app(config: Config) -> Starlette:
     app = Starlette(
         routes=[
             Route("/healthz", healthz),
+            Route("/metrics", metrics),
             *api.routes,
             WebSocketRoute("/ws/device", device_endpoint),
             WebSocketRoute("/ws/wallboard", wallboard_endpoint),
@@ -69,6 +70,17 @@ async def healthz(request: Request) -> Response:
     if not coordinator.store.healthy():
         return JSONResponse({"status": "unavailable"}, 503)
     return JSONResponse({"status": "ok"})
+
+
+async def metrics(request: Request) -> Response:
+    """Open to all, unless configured to need the server admin token."""
+    if request.app.state.config.metrics_need_token:
+        admin: Admin = request.app.state.admin
+        _, _, token = request.headers.get("authorization", "").partition(" ")
+        if (await admin.authenticate(token.strip() or None)).role != "server":
+            raise Forbidden("Only the server administrator may read the metrics.")
+    coordinator: Coordinator = request.app.state.coordinator
+    return PlainTextResponse(await coordinator.metrics(), media_type="text/plain; version=0.0.4")
 
 
 def _error(status: int, code: str, message: str, **extra: str) -> JSONResponse:
