@@ -1,28 +1,69 @@
-"""The ``presence`` command: ``presence serve`` runs one node."""
+"""The ``presence`` command: ``presence serve`` runs one node (``--demo``: with a
+demo domain and simulated devices); ``presence simulate`` runs the simulated
+devices against any server."""
 
 from __future__ import annotations
 
 import argparse
+import asyncio
+import contextlib
+import functools
+import logging
 import os
+import secrets
+import signal
+import socket
 import sys
+import urllib.error
+from collections.abc import Awaitable, Callable
 from dataclasses import replace
 
 import uvicorn
 
+from . import demo
 from .config import Config
 from .coordinator import Coordinator
 from .web.app import create_app
 from .wire import MAX_FRAME
 
+logger = logging.getLogger(__name__)
+
+#: A job run beside the server until the event is set, e.g. the demo's devices.
+Background = Callable[[asyncio.Event], Awaitable[None]]
+
+#: How long the background job may take to wind down (the demo's devices log out).
+BACKGROUND_STOP_TIMEOUT = 5.0
+
 
 class _Server(uvicorn.Server):
-    """Ends device sessions with ``server_shutdown`` before uvicorn closes sockets."""
+    """Runs ``background`` once serving, and ends it, then device sessions (with
+    ``server_shutdown``), before uvicorn closes sockets."""
 
-    def __init__(self, config: uvicorn.Config, coordinator: Coordinator) -> None:
+    def __init__(
+        self, config: uvicorn.Config, coordinator: Coordinator, background: Background | None
+    ) -> None:
         super().__init__(config)
         self.coordinator = coordinator
+        self.background = background
+        self._stop = asyncio.Event()
+        self._job: asyncio.Task[None] | None = None
 
-    async def shutdown(self, sockets: list | None = None) -> None:  # type: ignore[type-arg]
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets)
+        if self.background is not None and not self.should_exit:
+            self._job = asyncio.create_task(self._run_background(self.background))
+
+    async def _run_background(self, background: Background) -> None:
+        try:
+            await background(self._stop)
+        except Exception:
+            logger.exception("the background job failed")
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        if self._job is not None:
+            self._stop.set()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._job, BACKGROUND_STOP_TIMEOUT)
         await self.coordinator.end_sessions()
         await super().shutdown(sockets)
 
@@ -60,12 +101,35 @@ def _parser(defaults: Config) -> argparse.ArgumentParser:
         default=",".join(defaults.allowed_origins),
         help="comma-separated browser origins (PRESENCE_ALLOWED_ORIGINS)",
     )
+    serve.add_argument(
+        "--demo",
+        action="store_true",
+        help="create a demo domain if missing, print its wallboard URL, run simulated devices",
+    )
+    simulate = commands.add_parser("simulate", help="run simulated devices against a server")
+    simulate.add_argument("--url", default="http://127.0.0.1:8000", help="the server's base URL")
+    simulate.add_argument(
+        "--admin-token",
+        default=defaults.admin_token,
+        help="server admin token (PRESENCE_ADMIN_TOKEN)",
+    )
+    simulate.add_argument("--domain", default="demo", help="domain to use, created if missing")
+    simulate.add_argument(
+        "--seconds", type=float, default=None, help="stop after this long (default: at Ctrl-C)"
+    )
     return parser  # fmt: skip
 
 
 def main(argv: list[str] | None = None) -> None:
     defaults = Config.from_env(os.environ)
     args = _parser(defaults).parse_args(argv)
+    if args.command == "simulate":
+        _simulate(args)
+    else:
+        _serve(args, defaults)
+
+
+def _serve(args: argparse.Namespace, defaults: Config) -> None:
     config = replace(
         defaults,
         database=args.database,
@@ -78,6 +142,16 @@ def main(argv: list[str] | None = None) -> None:
     )
     if config.lease_ttl <= 0 or config.heartbeat_interval <= 0:
         sys.exit("presence: --lease-ttl and --heartbeat-interval must be positive")
+    background: Background | None = None
+    if args.demo:
+        # The demo needs the admin token; a generated one is stored hashed, so make our own.
+        token = config.admin_token or secrets.token_urlsafe(24)
+        if config.admin_token is None:
+            print(f"Demo server admin token (this run only): {token}", flush=True)
+            config = replace(config, admin_token=token)
+        say = functools.partial(print, flush=True)
+        url = _local_url(config.host, config.port)
+        background = functools.partial(demo.run, url, token, say=say)
     app = create_app(config)
     server = _Server(
         uvicorn.Config(
@@ -93,5 +167,33 @@ def main(argv: list[str] | None = None) -> None:
             timeout_graceful_shutdown=5,
         ),
         app.state.coordinator,
+        background,
     )
     server.run()
+
+
+def _local_url(host: str, port: int) -> str:
+    """The URL this machine reaches a server listening on ``host`` at."""
+    if host in ("", "0.0.0.0", "::"):
+        host = "127.0.0.1"
+    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+
+
+def _simulate(args: argparse.Namespace) -> None:
+    if not args.admin_token:
+        sys.exit("presence simulate: give --admin-token or set PRESENCE_ADMIN_TOKEN")
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    try:
+        asyncio.run(_run_simulation(args.url, args.admin_token, args.domain, args.seconds))
+    except (demo.ApiError, urllib.error.URLError) as exc:
+        sys.exit(f"presence simulate: {exc}")
+
+
+async def _run_simulation(url: str, admin_token: str, domain: str, seconds: float | None) -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+    if seconds is not None:
+        loop.call_later(seconds, stop.set)
+    await demo.run(url, admin_token, stop, domain, say=functools.partial(print, flush=True))

@@ -145,10 +145,16 @@ class Coordinator:
         ]
 
     async def end_sessions(self) -> None:
-        """End every session with ``server_shutdown``; their leases are kept."""
+        """End every session with ``server_shutdown``.
+
+        Leases are kept for their holders to reclaim; queues are left, since a
+        seat handed to a closed session would only wait out its lease.
+        """
         self._stopping = True
         reason = seats.SERVER_SHUTDOWN
         for session in list(self.sessions.values()):
+            if session.waiting:
+                await self._leave(session, reason)
             await session.end(
                 CLOSE_CODES[reason], wire.session_ended_frame(reason, END_MESSAGES[reason])
             )
