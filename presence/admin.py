@@ -32,6 +32,7 @@ class Snapshot:
     books: list[seats.PoolBook]
     named: list[Lease]
     events: list[StoredEvent]
+    names: dict[str, str]  # user id to name, for the events
 
 
 class Admin:
@@ -206,7 +207,8 @@ class Admin:
             books = [await leases.load_book(tx, pool) for pool in await tx.pools(domain_id)]
             named = [x for x in await tx.leases(domain_id) if x.pool is None]
             latest = await tx.latest_events(domain_id, events) if events else []
-            return Snapshot(domain, books, named, latest)
+            names = {u.id: u.name for u in await tx.users(domain_id)} if events else {}
+            return Snapshot(domain, books, named, latest, names)
 
     async def release(self, who: TokenGrant, domain_id: str, lease_id: str) -> None:
         async with self.store.transaction(domain_id) as tx:

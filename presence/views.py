@@ -115,6 +115,12 @@ def event_view(stored: StoredEvent) -> JSON:
     }
 
 
+def named_event_view(event: JSON, names: dict[str, str]) -> JSON:
+    """An event view with its user's name, as the wallboard shows it."""
+    user_id = event["user_id"]
+    return {**event, "user": {"id": user_id, "name": names.get(user_id, "")}}
+
+
 USAGE_FIELDS = ("pool", "seats", "peak_occupied", "seat_seconds", "denials", "calls")
 
 

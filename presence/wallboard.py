@@ -9,7 +9,8 @@ then it receives, as JSON text frames:
 - ``pool {pool}``: one pool's entry of the snapshot, after it changed;
 - ``pool_removed {pool}``: a pool was deleted;
 - ``named {user, devices}``: one named user's devices (none: logged out);
-- ``event {event}``: a new event of the log;
+- ``event {event}``: a new event of the log; events here also carry
+  ``user {id, name}``;
 - ``pong``: the answer to a ``ping`` the board may send to check the line.
 
 Each change is encoded once and sent to every board of the domain.
@@ -59,15 +60,22 @@ class Wallboards:
     def __init__(self, store: Store) -> None:
         self.store = store
         self._boards: dict[str, set[Board]] = {}
+        self._names: dict[str, dict[str, str]] = {}  # per domain: user id to name
 
     def add(self, board: Board) -> None:
         self._boards.setdefault(board.domain_id, set()).add(board)
+
+    async def start(self, board: Board, snapshot: Snapshot) -> None:
+        """Send a board its snapshot, learning the domain's user names from it."""
+        self._names.setdefault(board.domain_id, {}).update(snapshot.names)
+        await board.start(snapshot)
 
     def remove(self, board: Board) -> None:
         boards = self._boards.get(board.domain_id, set())
         boards.discard(board)
         if not boards:
             self._boards.pop(board.domain_id, None)
+            self._names.pop(board.domain_id, None)
 
     def watching(self, domain_id: str) -> bool:
         return domain_id in self._boards
@@ -89,7 +97,9 @@ class Wallboards:
         if domain_id is None or not self.watching(domain_id):
             return
         if note["kind"] == "events":
+            names = await self._names_of(domain_id, {e["user_id"] for e in note["events"]})
             for event in note["events"]:
+                event = views.named_event_view(event, names)
                 await self._send(domain_id, {"type": "event", "event": event})
         elif note["kind"] == "named":
             async with self.store.transaction(domain_id) as tx:
@@ -100,6 +110,14 @@ class Wallboards:
             if user is not None:
                 entry["user"] = {"id": user.id, "name": user.name}
             await self._send(domain_id, {"type": "named", **entry})
+
+    async def _names_of(self, domain_id: str, user_ids: set[str]) -> dict[str, str]:
+        """The domain's user names, read again when one of ``user_ids`` is new."""
+        names = self._names.setdefault(domain_id, {})
+        if not user_ids <= names.keys():
+            async with self.store.transaction(domain_id) as tx:
+                names.update({user.id: user.name for user in await tx.users(domain_id)})
+        return names
 
     async def _send(self, domain_id: str, message: dict[str, Any]) -> None:
         frame = wire.encode(message)
@@ -113,7 +131,9 @@ def snapshot_frame(snapshot: Snapshot) -> str:
             "type": "snapshot",
             "domain": views.domain_view(snapshot.domain),
             "presence": views.presence_view(snapshot.domain.id, snapshot.books, snapshot.named),
-            "events": [views.event_view(e) for e in snapshot.events],
+            "events": [
+                views.named_event_view(views.event_view(e), snapshot.names) for e in snapshot.events
+            ],
             "now": wire.iso(time.time()),
         }
     )

@@ -238,6 +238,7 @@ function namedDevice(device) {
 
 function addEvent(event) {
   if (board.shown.has(event.id)) return;
+  if (event.user) learn(event.user);
   const [tone, icon, label, where] = EVENTS[event.type] ?? ["release", "other", event.type, () => ""];
   const el = clone("t-event");
   el.dataset.id = event.id;

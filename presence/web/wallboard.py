@@ -50,7 +50,7 @@ async def wallboard_endpoint(websocket: WebSocket) -> None:
             await link.send(wire.error_frame(exc.code, exc.message, False))
             await link.close(CLOSE_CODES.get(exc.status, 4400))
             return
-        await board.start(snapshot)
+        await boards.start(board, snapshot)
         while (frame := await receive(websocket)) is not None:
             with contextlib.suppress(ValueError, wire.BadMessage):
                 if _type(frame) == "ping":
