@@ -21,4 +21,8 @@ def store_for_url(url: str, node_id: str) -> Store:
 
         path = url.removeprefix("sqlite://")
         return SQLiteStore(path[1:] if path.startswith("/") else path, node_id)
-    raise ValueError(f"unsupported database URL {url!r}: use sqlite:///file.db")
+    if scheme in ("postgresql", "postgres"):
+        from .postgres import PostgresStore
+
+        return PostgresStore(url, node_id)
+    raise ValueError(f"unsupported database URL {url!r}: use sqlite:///file.db or postgresql://...")

@@ -46,7 +46,11 @@ class StoredEvent:
 
 
 class Tx(abc.ABC):
-    """One transaction. Every method must be awaited inside it."""
+    """One transaction. Every method must be awaited inside it.
+
+    A method that raises (a :exc:`RuleViolation` from an insert included)
+    may leave the transaction unusable: let the error end it.
+    """
 
     @abc.abstractmethod
     async def now(self) -> float:

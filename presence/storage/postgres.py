@@ -1,0 +1,517 @@
+"""The shared backend: one PostgreSQL database for any number of nodes.
+
+Transactions run at READ COMMITTED on pooled connections. A transaction of a
+domain first takes the domain's advisory lock, so it serialises with every
+other transaction of that domain on every node: what the core reads and what
+it writes back happen as one step. Unique indexes back up the rule that
+matters most (one holder per seat, one seat per seat user), and the fencing
+token counter only moves forward, whichever domains update it concurrently.
+
+Every time that leases live by comes from the database's clock, the same for
+all nodes: :meth:`Tx.now`, node renewals and orphans.
+
+Notes are sent with ``pg_notify`` inside the transaction, so they go out when
+it commits and never if it rolls back. Every node, the sender included,
+receives them in commit order on its own LISTEN connection; PostgreSQL
+folds identical notes of one transaction into one, which is harmless as each
+note asks to read something again or to do something once. NOTIFY keeps
+nothing for a node that is not listening: when that connection is lost, the
+node listens again and then receives ``{"kind": "resync"}``, so that it reads
+the state again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import asyncpg
+from asyncpg.pool import PoolConnectionProxy
+
+from ..core.model import Domain, Event, Lease, Pool, User, Waiter
+from ..errors import RuleViolation, StorageError
+from . import rows
+from .base import Note, Store, StoredEvent, TokenGrant, Tx
+
+logger = logging.getLogger(__name__)
+
+CHANNEL = "presence"
+MAX_PAYLOAD = 7999  # bytes; PostgreSQL refuses a NOTIFY payload of 8000 or more
+POOL_SIZE = 10
+CONNECT_TIMEOUT = 10.0
+CLOSE_TIMEOUT = 10.0
+LISTEN_CHECK_INTERVAL = 1.0  # seconds between pings of the LISTEN connection
+
+# The database clock as seconds since the epoch, like every time stored.
+NOW = "extract(epoch FROM clock_timestamp())::float8"
+# The key space is the one of pg_advisory_xact_lock(bigint): no domain id
+# contains a space, so the schema's key is no domain's.
+LOCK_DOMAIN = "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))"
+LOCK_SCHEMA = "SELECT pg_advisory_xact_lock(hashtextextended('presence schema', 0))"
+
+# The driver's errors that mean the database failed or refused a statement.
+_ERRORS = (asyncpg.PostgresError, asyncpg.InterfaceError, OSError)
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS domains (
+    id text PRIMARY KEY, name text NOT NULL, plan text NOT NULL,
+    named_licenses integer NOT NULL, seat_licenses integer NOT NULL);
+CREATE TABLE IF NOT EXISTS pools (
+    seq bigint GENERATED ALWAYS AS IDENTITY,
+    domain_id text NOT NULL, id text NOT NULL, name text NOT NULL,
+    seats integer NOT NULL, idle_logoff_s integer NOT NULL,
+    PRIMARY KEY (domain_id, id));
+CREATE TABLE IF NOT EXISTS users (
+    seq bigint GENERATED ALWAYS AS IDENTITY,
+    domain_id text NOT NULL, id text NOT NULL, email text NOT NULL,
+    name text NOT NULL, model text NOT NULL, pool text,
+    PRIMARY KEY (domain_id, id), UNIQUE (domain_id, email));
+CREATE TABLE IF NOT EXISTS tokens (
+    hash text PRIMARY KEY, role text NOT NULL, domain_id text, user_id text);
+CREATE TABLE IF NOT EXISTS nodes (id text PRIMARY KEY, expires_at float8 NOT NULL);
+CREATE TABLE IF NOT EXISTS leases (
+    seq bigint GENERATED ALWAYS AS IDENTITY,
+    id text PRIMARY KEY, session_id text NOT NULL, node_id text NOT NULL,
+    domain_id text NOT NULL, user_id text NOT NULL, user_name text NOT NULL,
+    device_id text NOT NULL, device_kind text NOT NULL, device_name text NOT NULL,
+    since float8 NOT NULL, pool text, seat integer, fencing_token bigint,
+    call_id text, call_started_at float8, idle_since float8 NOT NULL);
+CREATE UNIQUE INDEX IF NOT EXISTS leases_one_holder_per_seat
+    ON leases (domain_id, pool, seat) WHERE pool IS NOT NULL;
+CREATE UNIQUE INDEX IF NOT EXISTS leases_one_seat_per_user
+    ON leases (domain_id, user_id) WHERE pool IS NOT NULL;
+CREATE INDEX IF NOT EXISTS leases_by_user ON leases (domain_id, user_id);
+CREATE INDEX IF NOT EXISTS leases_by_node ON leases (node_id);
+CREATE TABLE IF NOT EXISTS waiters (
+    seq bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, pool text NOT NULL,
+    session_id text NOT NULL UNIQUE, lease_id text NOT NULL, node_id text NOT NULL,
+    domain_id text NOT NULL, user_id text NOT NULL, user_name text NOT NULL,
+    device_id text NOT NULL, device_kind text NOT NULL, device_name text NOT NULL,
+    since float8 NOT NULL);
+CREATE INDEX IF NOT EXISTS waiters_by_pool ON waiters (domain_id, pool, seq);
+CREATE INDEX IF NOT EXISTS waiters_by_node ON waiters (node_id);
+CREATE TABLE IF NOT EXISTS counters (name text PRIMARY KEY, value bigint NOT NULL);
+INSERT INTO counters VALUES ('fencing_token', 0) ON CONFLICT DO NOTHING;
+CREATE TABLE IF NOT EXISTS events (
+    id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, domain_id text NOT NULL,
+    at float8 NOT NULL, type text NOT NULL, user_id text NOT NULL,
+    device_id text NOT NULL, pool text, seat integer);
+CREATE INDEX IF NOT EXISTS events_by_domain ON events (domain_id, id);
+"""
+
+# One statement: renew this node, and forget nodes long dead that hold nothing.
+RENEW_NODE = f"""
+WITH renewed AS (
+    INSERT INTO nodes (id, expires_at) VALUES ($1, {NOW} + $2::float8)
+    ON CONFLICT (id) DO UPDATE SET expires_at = excluded.expires_at)
+DELETE FROM nodes AS dead
+WHERE dead.id <> $1 AND dead.expires_at < {NOW}
+    AND NOT EXISTS (SELECT FROM leases WHERE leases.node_id = dead.id)
+    AND NOT EXISTS (SELECT FROM waiters WHERE waiters.node_id = dead.id)
+"""
+# Rows (leases or waiters, whose ``node_id`` this is) of nodes that stopped
+# renewing themselves, or that were forgotten.
+ORPHANED = f"""
+NOT EXISTS (SELECT FROM nodes
+            WHERE nodes.id = node_id AND nodes.expires_at >= {NOW})
+"""
+
+
+@contextlib.contextmanager
+def _translated() -> Iterator[None]:
+    """Raise the driver's errors as :exc:`StorageError`."""
+    try:
+        yield
+    except _ERRORS as exc:
+        raise StorageError(f"The database failed: {exc}") from exc
+
+
+class PostgresStore(Store):
+    """A store in a PostgreSQL database shared by nodes; ``url`` is a libpq URL.
+
+    A node's transactions stalled for longer than ``lease_ttl`` (a paused
+    process) are ended by the server, so that they release their domains'
+    locks: such a node has lost its leases anyway.
+    """
+
+    def __init__(self, url: str, node_id: str) -> None:
+        super().__init__(node_id)
+        self.url = url
+        self._pool: asyncpg.Pool[asyncpg.Record] | None = None
+        self._listener: asyncpg.Connection[asyncpg.Record] | None = None
+        self._checking: asyncio.Task[None] | None = None
+        self._lease_ttl = 0.0
+
+    async def open(self, lease_ttl: float) -> None:
+        self._lease_ttl = lease_ttl
+        try:
+            with _translated():
+                self._pool = await asyncpg.create_pool(
+                    self.url,
+                    min_size=1,
+                    max_size=POOL_SIZE,
+                    timeout=CONNECT_TIMEOUT,
+                    server_settings={
+                        "application_name": f"presence {self.node_id}"[:63],
+                        "idle_in_transaction_session_timeout": str(int(lease_ttl * 1000)),
+                    },
+                )
+                async with self._pool.acquire() as conn, conn.transaction():
+                    # Concurrent CREATE ... IF NOT EXISTS can collide: nodes
+                    # starting together take turns.
+                    await conn.execute(LOCK_SCHEMA)
+                    await conn.execute(SCHEMA)
+                self._listener = await self._listen()
+            await self.renew_node()
+        except BaseException:
+            await self._disconnect()
+            raise
+        self._checking = asyncio.create_task(self._keep_listening(), name="presence-listen")
+        self.bus.start()
+
+    async def close(self) -> None:
+        if self._pool is None:
+            return
+        try:
+            await self.renew_node()
+        finally:
+            await self.bus.stop()
+            if self._checking is not None:
+                self._checking.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await self._checking
+                self._checking = None
+            await self._disconnect()
+
+    def healthy(self) -> bool:
+        return (
+            self._pool is not None
+            and not self._pool.is_closing()
+            and self._listener is not None
+            and not self._listener.is_closed()
+        )
+
+    async def renew_node(self) -> None:
+        if self._pool is None:
+            raise StorageError("The database is not open.")
+        with _translated():
+            await self._pool.execute(RENEW_NODE, self.node_id, self._lease_ttl)
+
+    @asynccontextmanager
+    async def transaction(self, domain_id: str | None = None) -> AsyncIterator[PostgresTx]:
+        if self._pool is None:
+            raise StorageError("The database is not open.")
+        with _translated():
+            async with (
+                self._pool.acquire() as conn,
+                conn.transaction(isolation="read_committed"),
+            ):
+                if domain_id is not None:
+                    await conn.execute(LOCK_DOMAIN, domain_id)
+                tx = PostgresTx(conn)
+                yield tx
+                await tx.publish()
+
+    async def _listen(self) -> asyncpg.Connection[asyncpg.Record]:
+        listener = await asyncpg.connect(
+            self.url,
+            timeout=CONNECT_TIMEOUT,
+            server_settings={"application_name": f"presence-listen {self.node_id}"[:63]},
+        )
+        try:
+            await listener.add_listener(CHANNEL, self._received)
+        except BaseException:
+            listener.terminate()
+            raise
+        return listener
+
+    def _received(self, connection: object, pid: int, channel: str, payload: object) -> None:
+        assert isinstance(payload, str)
+        self.bus.deliver([json.loads(payload)])
+
+    async def _keep_listening(self) -> None:
+        """Check the LISTEN connection; once it is lost, listen again and resync."""
+        while True:
+            await asyncio.sleep(LISTEN_CHECK_INTERVAL)
+            assert self._listener is not None
+            try:
+                await self._listener.fetchval("SELECT 1", timeout=LISTEN_CHECK_INTERVAL)
+                continue
+            except _ERRORS as exc:
+                logger.warning("lost the LISTEN connection (%s); listening again", exc)
+            self._listener.terminate()
+            while True:
+                try:
+                    self._listener = await self._listen()
+                    break
+                except _ERRORS as exc:
+                    logger.warning("cannot LISTEN (%s); retrying", exc)
+                    await asyncio.sleep(LISTEN_CHECK_INTERVAL)
+            self.bus.deliver([{"kind": "resync"}])
+
+    async def _disconnect(self) -> None:
+        if self._listener is not None:
+            with contextlib.suppress(*_ERRORS):
+                await self._listener.close(timeout=CLOSE_TIMEOUT)
+            self._listener = None
+        if self._pool is not None:
+            try:  # transactions still running are given a moment, then cut
+                await asyncio.wait_for(self._pool.close(), CLOSE_TIMEOUT)
+            except TimeoutError:
+                self._pool.terminate()
+            self._pool = None
+
+
+def _payloads(note: Note) -> Iterator[str]:
+    """The NOTIFY payloads of a note: an ``events`` note too large is split.
+
+    Other notes are small (ids, codes, a message); one too large fails the
+    transaction.
+    """
+    payload = json.dumps(note, separators=(",", ":"))  # ASCII: one byte a character
+    events = note.get("events", [])
+    if len(payload) <= MAX_PAYLOAD or len(events) < 2:
+        yield payload
+        return
+    half = len(events) // 2
+    yield from _payloads({**note, "events": events[:half]})
+    yield from _payloads({**note, "events": events[half:]})
+
+
+class PostgresTx(Tx):
+    def __init__(self, conn: PoolConnectionProxy[asyncpg.Record]) -> None:
+        self._conn = conn
+        self.notes: list[Note] = []
+
+    async def publish(self) -> None:
+        """Send the notes; PostgreSQL delivers them when the transaction commits."""
+        payloads = [(CHANNEL, payload) for note in self.notes for payload in _payloads(note)]
+        if payloads:
+            await self._conn.executemany("SELECT pg_notify($1, $2)", payloads)
+
+    async def _insert(self, table: str, columns: str, values: tuple[Any, ...]) -> None:
+        marks = ", ".join(f"${n}" for n in range(1, len(values) + 1))
+        try:
+            await self._conn.execute(f"INSERT INTO {table} ({columns}) VALUES ({marks})", *values)
+        except asyncpg.UniqueViolationError as exc:
+            raise RuleViolation("already_exists", f"That {table[:-1]} exists already.") from exc
+
+    async def now(self) -> float:
+        now: float = await self._conn.fetchval(f"SELECT {NOW}")
+        return now
+
+    async def domain(self, domain_id: str) -> Domain | None:
+        row = await self._conn.fetchrow(
+            f"SELECT {rows.DOMAIN_COLUMNS} FROM domains WHERE id = $1", domain_id
+        )
+        return rows.domain(row) if row else None
+
+    async def insert_domain(self, domain: Domain) -> None:
+        await self._insert("domains", rows.DOMAIN_COLUMNS, rows.domain_values(domain))
+
+    async def update_domain(self, domain: Domain) -> None:
+        await self._conn.execute(
+            "UPDATE domains SET name = $2, plan = $3, named_licenses = $4, seat_licenses = $5 "
+            "WHERE id = $1",
+            *rows.domain_values(domain),
+        )
+
+    async def pools(self, domain_id: str) -> list[Pool]:
+        found = await self._conn.fetch(
+            f"SELECT {rows.POOL_COLUMNS} FROM pools WHERE domain_id = $1 ORDER BY seq", domain_id
+        )
+        return [rows.pool(row) for row in found]
+
+    async def insert_pool(self, pool: Pool) -> None:
+        await self._insert("pools", rows.POOL_COLUMNS, rows.pool_values(pool))
+
+    async def update_pool(self, pool: Pool) -> None:
+        await self._conn.execute(
+            "UPDATE pools SET name = $3, seats = $4, idle_logoff_s = $5 "
+            "WHERE domain_id = $1 AND id = $2",
+            *rows.pool_values(pool),
+        )
+
+    async def delete_pool(self, domain_id: str, pool_id: str) -> None:
+        await self._conn.execute(
+            "DELETE FROM pools WHERE domain_id = $1 AND id = $2", domain_id, pool_id
+        )
+
+    async def users(self, domain_id: str) -> list[User]:
+        found = await self._conn.fetch(
+            f"SELECT {rows.USER_COLUMNS} FROM users WHERE domain_id = $1 ORDER BY seq", domain_id
+        )
+        return [rows.user(row) for row in found]
+
+    async def user(self, domain_id: str, user_id: str) -> User | None:
+        row = await self._conn.fetchrow(
+            f"SELECT {rows.USER_COLUMNS} FROM users WHERE domain_id = $1 AND id = $2",
+            domain_id,
+            user_id,
+        )
+        return rows.user(row) if row else None
+
+    async def insert_user(self, user: User) -> None:
+        await self._insert("users", rows.USER_COLUMNS, rows.user_values(user))
+
+    async def update_user(self, user: User) -> None:
+        await self._conn.execute(
+            "UPDATE users SET email = $3, name = $4, model = $5, pool = $6 "
+            "WHERE domain_id = $1 AND id = $2",
+            *rows.user_values(user),
+        )
+
+    async def delete_user(self, domain_id: str, user_id: str) -> None:
+        await self._conn.execute(
+            "DELETE FROM users WHERE domain_id = $1 AND id = $2", domain_id, user_id
+        )
+        await self._conn.execute(
+            "DELETE FROM tokens WHERE domain_id = $1 AND user_id = $2", domain_id, user_id
+        )
+
+    async def insert_token(self, token_hash: str, grant: TokenGrant) -> None:
+        await self._conn.execute(
+            "INSERT INTO tokens (hash, role, domain_id, user_id) VALUES ($1, $2, $3, $4)",
+            token_hash,
+            grant.role,
+            grant.domain_id,
+            grant.user_id,
+        )
+
+    async def token(self, token_hash: str) -> TokenGrant | None:
+        row = await self._conn.fetchrow(
+            "SELECT role, domain_id, user_id FROM tokens WHERE hash = $1", token_hash
+        )
+        return TokenGrant(row["role"], row["domain_id"], row["user_id"]) if row else None
+
+    async def leases(
+        self, domain_id: str, *, pool: str | None = None, user_id: str | None = None
+    ) -> list[Lease]:
+        found = await self._conn.fetch(
+            f"SELECT {rows.LEASE_COLUMNS} FROM leases WHERE domain_id = $1 "
+            "AND ($2::text IS NULL OR pool = $2) AND ($3::text IS NULL OR user_id = $3) "
+            "ORDER BY since, seq",
+            domain_id,
+            pool,
+            user_id,
+        )
+        return [rows.lease(row) for row in found]
+
+    async def lease(self, lease_id: str) -> Lease | None:
+        row = await self._conn.fetchrow(
+            f"SELECT {rows.LEASE_COLUMNS} FROM leases WHERE id = $1", lease_id
+        )
+        return rows.lease(row) if row else None
+
+    async def insert_lease(self, lease: Lease) -> None:
+        await self._insert("leases", rows.LEASE_COLUMNS, rows.lease_values(lease))
+
+    async def update_lease(self, lease: Lease) -> None:
+        await self._conn.execute(
+            "UPDATE leases SET call_id = $2, call_started_at = $3, idle_since = $4, "
+            "node_id = $5 WHERE id = $1",
+            lease.id,
+            lease.call_id,
+            lease.call_started_at,
+            lease.idle_since,
+            lease.node_id,
+        )
+
+    async def delete_lease(self, lease_id: str) -> None:
+        await self._conn.execute("DELETE FROM leases WHERE id = $1", lease_id)
+
+    async def waiters(self, domain_id: str, pool: str) -> list[Waiter]:
+        found = await self._conn.fetch(
+            f"SELECT {rows.WAITER_COLUMNS} FROM waiters WHERE domain_id = $1 AND pool = $2 "
+            "ORDER BY seq",
+            domain_id,
+            pool,
+        )
+        return [rows.waiter(row) for row in found]
+
+    async def insert_waiter(self, waiter: Waiter) -> None:
+        await self._insert("waiters", rows.WAITER_COLUMNS, rows.waiter_values(waiter))
+
+    async def delete_waiter(self, session_id: str) -> None:
+        await self._conn.execute("DELETE FROM waiters WHERE session_id = $1", session_id)
+
+    async def last_fencing_token(self) -> int:
+        token: int = await self._conn.fetchval(
+            "SELECT value FROM counters WHERE name = 'fencing_token'"
+        )
+        return token
+
+    async def set_last_fencing_token(self, token: int) -> None:
+        # Transactions of other domains may move the counter concurrently: the
+        # row lock orders them, and the condition is checked again on the row
+        # as the last of them left it, so it never goes backwards.
+        await self._conn.execute(
+            "UPDATE counters SET value = $1 WHERE name = 'fencing_token' AND value < $1", token
+        )
+
+    async def orphaned_leases(self) -> list[Lease]:
+        found = await self._conn.fetch(
+            f"SELECT {rows.LEASE_COLUMNS} FROM leases WHERE {ORPHANED} ORDER BY since, seq"
+        )
+        return [rows.lease(row) for row in found]
+
+    async def orphaned_waiters(self) -> list[Waiter]:
+        found = await self._conn.fetch(
+            f"SELECT {rows.WAITER_COLUMNS} FROM waiters WHERE {ORPHANED} ORDER BY seq"
+        )
+        return [rows.waiter(row) for row in found]
+
+    async def seat_counts(self) -> list[tuple[str, str, int, int]]:
+        found = await self._conn.fetch(
+            "SELECT p.domain_id, p.id, p.seats, count(l.id) AS occupied FROM pools p "
+            "LEFT JOIN leases l ON l.domain_id = p.domain_id AND l.pool = p.id "
+            "GROUP BY p.domain_id, p.id ORDER BY p.domain_id, p.id"
+        )
+        return [(r["domain_id"], r["id"], r["seats"], r["occupied"]) for r in found]
+
+    async def add_events(self, events: list[Event]) -> list[StoredEvent]:
+        stored = []
+        for event in events:
+            event_id: int = await self._conn.fetchval(
+                f"INSERT INTO events ({rows.EVENT_COLUMNS}) "
+                "VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id",
+                *rows.event_values(event),
+            )
+            stored.append(StoredEvent(event_id, event))
+        return stored
+
+    async def events(self, domain_id: str, after: int, limit: int) -> list[StoredEvent]:
+        found = await self._conn.fetch(
+            f"SELECT id, {rows.EVENT_COLUMNS} FROM events WHERE domain_id = $1 AND id > $2 "
+            "ORDER BY id LIMIT $3",
+            domain_id,
+            after,
+            limit,
+        )
+        return [StoredEvent(row["id"], rows.event(row)) for row in found]
+
+    async def latest_events(self, domain_id: str, limit: int) -> list[StoredEvent]:
+        found = await self._conn.fetch(
+            f"SELECT id, {rows.EVENT_COLUMNS} FROM events WHERE domain_id = $1 "
+            "ORDER BY id DESC LIMIT $2",
+            domain_id,
+            limit,
+        )
+        return [StoredEvent(row["id"], rows.event(row)) for row in reversed(found)]
+
+    async def pool_events(self, domain_id: str, until: float) -> list[Event]:
+        found = await self._conn.fetch(
+            f"SELECT {rows.EVENT_COLUMNS} FROM events "
+            "WHERE domain_id = $1 AND pool IS NOT NULL AND at <= $2 ORDER BY id",
+            domain_id,
+            until,
+        )
+        return [rows.event(row) for row in found]
+
+    def notify(self, note: Note) -> None:
+        self.notes.append(note)

@@ -1,0 +1,605 @@
+"""The storage contract (`presence.storage.base`), one suite for every backend.
+
+Each test runs against SQLite and PostgreSQL (see `conftest.py`), except the
+few about what only a database shared by several nodes does: nodes starting
+together, notes reaching other nodes, a node cut off and coming back, domains
+locked separately.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import replace
+
+import asyncpg
+import pytest
+
+from presence.core.model import Device, Domain, Event, Lease, License, Pool, User, Waiter
+from presence.errors import RuleViolation, StorageError
+from presence.storage import Note, Store, TokenGrant, store_for_url
+
+from .conftest import LONG_TTL, Nodes
+
+#: Bounds a wait for something that should happen at once; only a failing
+#: test waits this long.
+WAIT = 5.0
+#: Short enough for orphan tests to be quick, long enough to check a node
+#: right after it renewed itself.
+SHORT_TTL = 0.5
+
+only_postgresql = pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+
+
+def new_domain(domain_id: str = "acme", named_licenses: int = 0) -> Domain:
+    return Domain(domain_id, "Acme", "enterprise", named_licenses, 10)
+
+
+def new_lease(
+    node: Store,
+    *,
+    domain_id: str = "acme",
+    user_id: str = "u1",
+    pool: str | None = "desk",
+    seat: int | None = 1,
+    since: float = 1000.0,
+) -> Lease:
+    lease_id = uuid.uuid4().hex
+    return Lease(
+        id=lease_id,
+        session_id=f"session-{lease_id}",
+        node_id=node.node_id,
+        domain_id=domain_id,
+        user_id=user_id,
+        user_name=f"User {user_id}",
+        device=Device(f"device-{user_id}", "desktop", "Desk"),
+        since=since,
+        pool=pool,
+        seat=seat,
+        fencing_token=None if pool is None else 7,
+        idle_since=since,
+    )
+
+
+def new_waiter(node: Store, user_id: str, *, pool: str = "desk", since: float = 1000.0) -> Waiter:
+    session_id = uuid.uuid4().hex
+    return Waiter(
+        session_id, f"lease-{session_id}", node.node_id, "acme", pool, user_id,
+        f"User {user_id}", Device(f"device-{user_id}", "phone"), since,
+    )  # fmt: skip
+
+
+def new_event(
+    type_: str, at: float, *, domain_id: str = "acme", pool: str | None = "desk"
+) -> Event:
+    return Event(type_, at, domain_id, "u1", "device-u1", pool, None if pool is None else 1)
+
+
+class Inbox:
+    """The notes a store's node receives, read up to a marker note."""
+
+    def __init__(self, store: Store) -> None:
+        self._queue: asyncio.Queue[Note] = asyncio.Queue()
+        store.subscribe(self._received)
+
+    async def _received(self, note: Note) -> None:
+        self._queue.put_nowait(note)
+
+    async def next(self) -> Note:
+        return await asyncio.wait_for(self._queue.get(), WAIT)
+
+    async def until(self, marker: Note) -> list[Note]:
+        """Every note received before ``marker``, which must come within `WAIT`."""
+        received = []
+        while (note := await self.next()) != marker:
+            received.append(note)
+        return received
+
+
+async def send_marker(store: Store) -> Note:
+    marker = {"kind": "marker", "id": uuid.uuid4().hex}
+    async with store.transaction() as tx:
+        tx.notify(marker)
+    return marker
+
+
+async def eventually(check: Callable[[], Awaitable[bool]], timeout: float = WAIT) -> None:
+    """Wait until the coroutine function ``check`` returns true."""
+    deadline = time.monotonic() + timeout
+    while not await check():
+        assert time.monotonic() < deadline, f"{check.__name__} still false after {timeout}s"
+        await asyncio.sleep(0.02)
+
+
+# Domains, pools, users and tokens.
+
+
+async def test_domains(store: Store) -> None:
+    async with store.transaction("acme") as tx:
+        assert await tx.domain("acme") is None
+        await tx.insert_domain(new_domain())
+    async with store.transaction("acme") as tx:
+        assert await tx.domain("acme") == new_domain()
+        await tx.update_domain(replace(new_domain(), name="Acme Inc", named_licenses=5))
+    async with store.transaction() as tx:
+        assert await tx.domain("acme") == replace(new_domain(), name="Acme Inc", named_licenses=5)
+
+
+async def test_a_second_domain_with_an_id_is_refused(store: Store) -> None:
+    async with store.transaction("acme") as tx:
+        await tx.insert_domain(new_domain())
+    with pytest.raises(RuleViolation) as refused:
+        async with store.transaction("acme") as tx:
+            await tx.insert_domain(replace(new_domain(), name="Other"))
+    assert refused.value.code == "already_exists"
+    async with store.transaction() as tx:
+        assert await tx.domain("acme") == new_domain()
+
+
+async def test_pools_in_the_order_they_were_created(store: Store) -> None:
+    pools = [Pool("acme", pool_id, pool_id.title(), 2) for pool_id in ("sales", "desk", "it")]
+    async with store.transaction("acme") as tx:
+        for pool in pools:
+            await tx.insert_pool(pool)
+        await tx.insert_pool(Pool("other", "desk", "Elsewhere", 1))
+    async with store.transaction("acme") as tx:
+        assert await tx.pools("acme") == pools
+        await tx.update_pool(replace(pools[1], name="Help desk", seats=5, idle_logoff_s=60))
+        await tx.delete_pool("acme", "sales")
+    async with store.transaction("acme") as tx:
+        assert await tx.pools("acme") == [
+            replace(pools[1], name="Help desk", seats=5, idle_logoff_s=60),
+            pools[2],
+        ]
+        assert await tx.pools("other") == [Pool("other", "desk", "Elsewhere", 1)]
+    with pytest.raises(RuleViolation) as refused:
+        async with store.transaction("acme") as tx:
+            await tx.insert_pool(Pool("acme", "desk", "Again", 1))
+    assert refused.value.code == "already_exists"
+
+
+async def test_users_in_the_order_they_were_created(store: Store) -> None:
+    users = [
+        User("acme", "u2", "b@example.com", "Bea", License("named")),
+        User("acme", "u1", "a@example.com", "Al", License("seat", "desk")),
+        User("acme", "u3", "c@example.com", "Cy", License("none")),
+    ]
+    async with store.transaction("acme") as tx:
+        for user in users:
+            await tx.insert_user(user)
+        await tx.insert_user(User("other", "u1", "a@example.com", "Al", License("named")))
+    async with store.transaction("acme") as tx:
+        assert await tx.users("acme") == users
+        assert await tx.user("acme", "u1") == users[1]
+        assert await tx.user("acme", "nobody") is None
+        moved = replace(users[1], name="Alan", license=License("named"))
+        await tx.update_user(moved)
+    async with store.transaction("acme") as tx:
+        assert await tx.user("acme", "u1") == moved
+        assert await tx.user("other", "u1") == User(
+            "other", "u1", "a@example.com", "Al", License("named")
+        )
+
+
+async def test_an_email_has_one_user_per_domain(store: Store) -> None:
+    async with store.transaction("acme") as tx:
+        await tx.insert_user(User("acme", "u1", "a@example.com", "Al", License("named")))
+    with pytest.raises(RuleViolation) as refused:
+        async with store.transaction("acme") as tx:
+            await tx.insert_user(User("acme", "u2", "a@example.com", "Ann", License("named")))
+    assert refused.value.code == "already_exists"
+
+
+async def test_tokens(store: Store) -> None:
+    grants = {
+        "server-hash": TokenGrant("server"),
+        "admin-hash": TokenGrant("admin", "acme"),
+        "user-hash": TokenGrant("user", "acme", "u1"),
+    }
+    async with store.transaction() as tx:
+        for token_hash, grant in grants.items():
+            await tx.insert_token(token_hash, grant)
+    async with store.transaction() as tx:
+        for token_hash, grant in grants.items():
+            assert await tx.token(token_hash) == grant
+        assert await tx.token("unknown") is None
+    with pytest.raises(StorageError):
+        async with store.transaction() as tx:
+            await tx.insert_token("admin-hash", TokenGrant("wallboard", "acme"))
+
+
+async def test_deleting_a_user_deletes_their_tokens(store: Store) -> None:
+    async with store.transaction("acme") as tx:
+        await tx.insert_user(User("acme", "u1", "a@example.com", "Al", License("named")))
+        await tx.insert_token("user-hash", TokenGrant("user", "acme", "u1"))
+        await tx.insert_token("admin-hash", TokenGrant("admin", "acme"))
+    async with store.transaction("acme") as tx:
+        await tx.delete_user("acme", "u1")
+    async with store.transaction("acme") as tx:
+        assert await tx.users("acme") == []
+        assert await tx.token("user-hash") is None
+        assert await tx.token("admin-hash") == TokenGrant("admin", "acme")
+
+
+# Leases and the queue.
+
+
+async def test_leases_oldest_first_with_filters(store: Store) -> None:
+    late = new_lease(store, user_id="u1", seat=1, since=30.0)
+    early = new_lease(store, user_id="u2", seat=2, since=10.0)
+    named = new_lease(store, user_id="u3", pool=None, seat=None, since=20.0)
+    named_too = new_lease(store, user_id="u3", pool=None, seat=None, since=20.0)
+    other_pool = new_lease(store, user_id="u4", pool="sales", seat=1, since=40.0)
+    elsewhere = new_lease(store, domain_id="other", since=5.0)
+    async with store.transaction("acme") as tx:
+        for lease in (late, early, named, named_too, other_pool, elsewhere):
+            await tx.insert_lease(lease)
+    async with store.transaction("acme") as tx:
+        assert await tx.leases("acme") == [early, named, named_too, late, other_pool]
+        assert await tx.leases("acme", pool="desk") == [early, late]
+        assert await tx.leases("acme", user_id="u3") == [named, named_too]
+        assert await tx.leases("acme", pool="desk", user_id="u1") == [late]
+        assert await tx.leases("other") == [elsewhere]
+        assert await tx.lease(early.id) == early
+        assert await tx.lease("nothing") is None
+
+
+async def test_updating_and_deleting_a_lease(store: Store) -> None:
+    lease = new_lease(store)
+    async with store.transaction("acme") as tx:
+        await tx.insert_lease(lease)
+    in_call = replace(lease.with_call("call-1", 1500.0), node_id="another-node")
+    async with store.transaction("acme") as tx:
+        await tx.update_lease(in_call)
+    async with store.transaction("acme") as tx:
+        assert await tx.lease(lease.id) == in_call
+        await tx.update_lease(in_call.with_call(None, 1600.0))
+    async with store.transaction("acme") as tx:
+        assert await tx.lease(lease.id) == in_call.with_call(None, 1600.0)
+        await tx.delete_lease(lease.id)
+    async with store.transaction("acme") as tx:
+        assert await tx.lease(lease.id) is None
+        assert await tx.leases("acme") == []
+
+
+async def test_a_seat_has_one_holder(store: Store) -> None:
+    holder = new_lease(store, user_id="u1", seat=1)
+    async with store.transaction("acme") as tx:
+        await tx.insert_lease(holder)
+        await tx.insert_lease(new_lease(store, domain_id="other", user_id="u1", seat=1))
+    with pytest.raises(RuleViolation) as refused:
+        async with store.transaction("acme") as tx:
+            await tx.insert_lease(new_lease(store, user_id="u2", seat=2))
+            await tx.insert_lease(new_lease(store, user_id="u3", seat=1))
+    assert refused.value.code == "already_exists"
+    async with store.transaction("acme") as tx:
+        assert await tx.leases("acme") == [holder]  # the refused transaction left nothing
+
+
+async def test_a_seat_user_holds_one_seat(store: Store) -> None:
+    holder = new_lease(store, user_id="u1", seat=1)
+    async with store.transaction("acme") as tx:
+        await tx.insert_lease(holder)
+    with pytest.raises(RuleViolation) as refused:
+        async with store.transaction("acme") as tx:
+            await tx.insert_lease(new_lease(store, user_id="u1", seat=2))
+    assert refused.value.code == "already_exists"
+    with pytest.raises(RuleViolation):
+        async with store.transaction("acme") as tx:
+            await tx.insert_lease(new_lease(store, user_id="u1", pool="sales", seat=1))
+    async with store.transaction("acme") as tx:
+        assert await tx.leases("acme", user_id="u1") == [holder]
+
+
+async def test_seat_counts_of_every_pool(store: Store) -> None:
+    async with store.transaction("acme") as tx:
+        for domain_id, pool_id, seats in [
+            ("acme", "sales", 3),
+            ("acme", "desk", 2),
+            ("beta", "it", 1),
+        ]:
+            await tx.insert_pool(Pool(domain_id, pool_id, pool_id.title(), seats))
+        await tx.insert_lease(new_lease(store, user_id="u1", seat=1))
+        await tx.insert_lease(new_lease(store, user_id="u2", seat=2))
+        await tx.insert_lease(new_lease(store, user_id="u3", pool="sales", seat=1))
+        await tx.insert_lease(new_lease(store, user_id="u4", pool=None, seat=None))
+    async with store.transaction() as tx:
+        assert await tx.seat_counts() == [
+            ("acme", "desk", 2, 2), ("acme", "sales", 3, 1), ("beta", "it", 1, 0),
+        ]  # fmt: skip
+
+
+async def test_waiters_in_the_order_they_asked(store: Store) -> None:
+    queue = [new_waiter(store, user_id, since=1000.0) for user_id in ("u3", "u1", "u2")]
+    elsewhere = new_waiter(store, "u4", pool="sales")
+    async with store.transaction("acme") as tx:
+        for waiter in (queue[0], elsewhere, *queue[1:]):
+            await tx.insert_waiter(waiter)
+    async with store.transaction("acme") as tx:
+        assert await tx.waiters("acme", "desk") == queue
+        assert await tx.waiters("acme", "sales") == [elsewhere]
+        await tx.delete_waiter(queue[1].session_id)
+    async with store.transaction("acme") as tx:
+        assert await tx.waiters("acme", "desk") == [queue[0], queue[2]]
+    with pytest.raises(RuleViolation):
+        async with store.transaction("acme") as tx:
+            await tx.insert_waiter(replace(queue[0], pool="sales"))
+
+
+async def test_the_fencing_token_never_goes_backwards(store: Store) -> None:
+    async with store.transaction("acme") as tx:
+        assert await tx.last_fencing_token() == 0
+        await tx.set_last_fencing_token(5)
+        assert await tx.last_fencing_token() == 5
+    async with store.transaction("acme") as tx:
+        await tx.set_last_fencing_token(3)
+        assert await tx.last_fencing_token() == 5
+    with pytest.raises(RuntimeError):
+        async with store.transaction("acme") as tx:
+            await tx.set_last_fencing_token(9)
+            raise RuntimeError("rolled back")
+    async with store.transaction("acme") as tx:
+        assert await tx.last_fencing_token() == 5
+
+
+async def test_the_fencing_token_moved_by_many_domains_at_once(nodes: Nodes) -> None:
+    first, second = await nodes.open(), await nodes.open()
+    values = [(n * 37) % 101 for n in range(1, 41)]
+
+    async def set_token(value: int) -> None:
+        store = first if value % 2 else second
+        async with store.transaction(f"domain-{value}") as tx:
+            await tx.set_last_fencing_token(value)
+
+    await asyncio.gather(*(set_token(value) for value in values))
+    async with first.transaction() as tx:
+        assert await tx.last_fencing_token() == max(values)
+
+
+# Nodes.
+
+
+async def test_leases_and_waiters_of_a_node_that_stops_renewing(nodes: Nodes) -> None:
+    watcher = await nodes.open()
+    silent = await nodes.open(lease_ttl=SHORT_TTL)
+    kept = new_lease(watcher, user_id="u1", seat=1)
+    lost = new_lease(silent, user_id="u2", seat=2)
+    waiter = new_waiter(silent, "u3")
+    async with watcher.transaction("acme") as tx:
+        await tx.insert_lease(kept)
+        await tx.insert_lease(lost)
+        await tx.insert_waiter(waiter)
+    await silent.renew_node()
+    async with watcher.transaction() as tx:
+        assert await tx.orphaned_leases() == []
+        assert await tx.orphaned_waiters() == []
+
+    async def orphaned() -> bool:
+        async with watcher.transaction() as tx:
+            leases, waiters = await tx.orphaned_leases(), await tx.orphaned_waiters()
+        assert leases in ([], [lost]) and waiters in ([], [waiter])
+        return bool(leases and waiters)
+
+    await eventually(orphaned)
+    await silent.renew_node()  # back in time: its leases are its own again
+    async with watcher.transaction() as tx:
+        assert await tx.orphaned_leases() == []
+        assert await tx.orphaned_waiters() == []
+
+
+async def test_a_closed_node_keeps_its_leases_for_the_ttl(nodes: Nodes) -> None:
+    watcher = await nodes.open()
+    closing = await nodes.open(lease_ttl=SHORT_TTL)
+    lease = new_lease(closing)
+    async with closing.transaction("acme") as tx:
+        await tx.insert_lease(lease)
+    await closing.close()
+    async with watcher.transaction() as tx:
+        assert await tx.orphaned_leases() == []
+
+    async def orphaned() -> bool:
+        async with watcher.transaction() as tx:
+            return await tx.orphaned_leases() == [lease]
+
+    await eventually(orphaned)
+
+
+@only_postgresql
+async def test_nodes_starting_together_on_a_new_database(nodes: Nodes) -> None:
+    stores = await asyncio.gather(*(nodes.open() for _ in range(8)))
+    assert all(store.healthy() for store in stores)
+
+
+async def test_now_is_the_current_time(store: Store) -> None:
+    async with store.transaction() as tx:
+        first = await tx.now()
+        second = await tx.now()
+    assert abs(first - time.time()) < 5
+    assert first <= second
+
+
+async def test_healthy_while_open(nodes: Nodes) -> None:
+    store = await nodes.open()
+    assert store.healthy()
+    await store.close()
+    assert not store.healthy()
+    with pytest.raises(StorageError):
+        async with store.transaction():
+            pass
+
+
+# The event log.
+
+
+async def test_events(store: Store) -> None:
+    logged = [
+        new_event("seat_granted", 10.0),
+        new_event("named_login", 11.0, pool=None),
+        new_event("seat_released", 12.0),
+        new_event("seat_granted", 13.0),
+    ]
+    async with store.transaction("acme") as tx:
+        stored = await tx.add_events(logged)
+        await tx.add_events([new_event("seat_granted", 10.5, domain_id="other")])
+    assert [s.event for s in stored] == logged
+    ids = [s.id for s in stored]
+    assert ids == sorted(ids) and len(set(ids)) == len(ids)
+    async with store.transaction("acme") as tx:
+        assert await tx.events("acme", 0, 100) == stored
+        assert await tx.events("acme", ids[0], 2) == stored[1:3]
+        assert await tx.events("acme", ids[-1], 100) == []
+        assert await tx.latest_events("acme", 2) == stored[2:]
+        assert await tx.latest_events("acme", 100) == stored
+        assert await tx.pool_events("acme", 12.0) == [logged[0], logged[2]]
+        assert await tx.add_events([]) == []
+
+
+# Notes.
+
+
+async def test_notes_are_delivered_after_commit_and_never_after_rollback(store: Store) -> None:
+    inbox = Inbox(store)
+    with pytest.raises(RuntimeError):
+        async with store.transaction("acme") as tx:
+            tx.notify({"kind": "pool", "domain": "acme", "pool": "rolled-back"})
+            raise RuntimeError("rolled back")
+    async with store.transaction("acme") as tx:
+        tx.notify({"kind": "pool", "domain": "acme", "pool": "desk"})
+        tx.notify({"kind": "end", "session": "s1", "reason": "taken_over"})
+    marker = await send_marker(store)
+    assert await inbox.until(marker) == [
+        {"kind": "pool", "domain": "acme", "pool": "desk"},
+        {"kind": "end", "session": "s1", "reason": "taken_over"},
+    ]
+
+
+async def test_notes_in_commit_order_once_each(store: Store) -> None:
+    inbox = Inbox(store)
+    sent = [{"kind": "pool", "domain": "acme", "pool": f"pool-{n}"} for n in range(30)]
+
+    async def publish(note: Note) -> None:
+        async with store.transaction("acme") as tx:
+            tx.notify(note)
+
+    for note in sent[:10]:
+        await publish(note)
+    await asyncio.gather(*(publish(note) for note in sent[10:]))
+    received = await inbox.until(await send_marker(store))
+    assert received[:10] == sent[:10]
+    assert sorted(received[10:], key=str) == sorted(sent[10:], key=str)
+
+
+async def test_a_large_events_note_arrives_whole(store: Store) -> None:
+    inbox = Inbox(store)
+    events = [
+        {"id": n, "at": "2026-11-27T10:00:00Z", "type": "seat_granted", "user_id": f"user-{n}",
+         "pool": "desk", "seat": n, "device_id": f"device-{n}-" + "x" * 40}
+        for n in range(400)
+    ]  # fmt: skip
+    async with store.transaction("acme") as tx:
+        tx.notify({"kind": "events", "domain": "acme", "events": events})
+    received = await inbox.until(await send_marker(store))
+    assert {note["kind"] for note in received} == {"events"}
+    assert {note["domain"] for note in received} == {"acme"}
+    assert [event for note in received for event in note["events"]] == events
+
+
+@only_postgresql
+async def test_notes_reach_every_node(nodes: Nodes) -> None:
+    sender, other = await nodes.open(), await nodes.open()
+    inboxes = [Inbox(sender), Inbox(other)]
+    async with sender.transaction("acme") as tx:
+        tx.notify({"kind": "pool", "domain": "acme", "pool": "desk"})
+    marker = await send_marker(sender)
+    for inbox in inboxes:
+        assert await inbox.until(marker) == [{"kind": "pool", "domain": "acme", "pool": "desk"}]
+
+
+@only_postgresql
+async def test_a_node_cut_off_listens_again_and_resyncs(nodes: Nodes) -> None:
+    store = await nodes.open()
+    inbox = Inbox(store)
+    connection = await asyncpg.connect(nodes.url)
+    try:
+        cut: int = await connection.fetchval(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+            "WHERE application_name IN ($1, $2)",
+            f"presence {store.node_id}",
+            f"presence-listen {store.node_id}",
+        )
+    finally:
+        await connection.close()
+    assert cut >= 2  # the pool's connection and the LISTEN connection
+    assert await inbox.next() == {"kind": "resync"}
+    assert store.healthy()
+    async with store.transaction("acme") as tx:
+        tx.notify({"kind": "pool", "domain": "acme", "pool": "desk"})
+    assert await inbox.next() == {"kind": "pool", "domain": "acme", "pool": "desk"}
+
+
+@only_postgresql
+async def test_an_unreachable_database_is_a_storage_error(nodes: Nodes) -> None:
+    store = store_for_url(nodes.url.rsplit("/", 1)[0] + "/missing", uuid.uuid4().hex)
+    with pytest.raises(StorageError):
+        await store.open(LONG_TTL)
+    assert not store.healthy()
+
+
+# Transactions.
+
+
+async def test_transactions_of_a_domain_take_turns(nodes: Nodes) -> None:
+    first, second = await nodes.open(), await nodes.open()
+    async with first.transaction("acme") as tx:
+        await tx.insert_domain(new_domain(named_licenses=0))
+
+    async def count(store: Store) -> None:
+        async with store.transaction("acme") as tx:
+            domain = await tx.domain("acme")
+            assert domain is not None
+            await tx.now()  # another round trip between the read and the write
+            await tx.update_domain(replace(domain, named_licenses=domain.named_licenses + 1))
+
+    await asyncio.gather(*(count(first if n % 2 else second) for n in range(20)))
+    async with first.transaction() as tx:
+        assert await tx.domain("acme") == new_domain(named_licenses=20)
+
+
+@only_postgresql
+async def test_domains_are_locked_separately(nodes: Nodes) -> None:
+    store, other = await nodes.open(), await nodes.open()
+    locked, release = asyncio.Event(), asyncio.Event()
+
+    async def hold(domain_id: str) -> None:
+        async with store.transaction(domain_id):
+            locked.set()
+            await release.wait()
+
+    holding = asyncio.create_task(hold("acme"))
+    await locked.wait()
+    async with asyncio.timeout(WAIT):
+        for node in (store, other):
+            async with node.transaction("other") as tx:
+                await tx.now()
+            async with node.transaction() as tx:
+                await tx.now()
+    waiting = asyncio.create_task(hold("acme"))
+
+    async def blocked() -> bool:
+        connection = await asyncpg.connect(nodes.url)
+        try:
+            waits: int = await connection.fetchval(
+                "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted"
+            )
+        finally:
+            await connection.close()
+        return waits == 1
+
+    try:
+        await eventually(blocked)
+        assert not waiting.done()
+    finally:
+        release.set()
+        await asyncio.wait_for(asyncio.gather(holding, waiting), WAIT)
