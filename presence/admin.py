@@ -46,7 +46,8 @@ class Admin:
         """Create the server admin token at first start; return it to print once."""
         if self._admin_token is not None:
             return None
-        async with self.store.transaction() as tx:
+        # Nodes starting together on an empty database take turns here.
+        async with self.store.transaction(_SERVER_MARK) as tx:
             if await tx.token(_SERVER_MARK) is not None:
                 return None
             token = new_token()

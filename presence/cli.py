@@ -9,11 +9,13 @@ import asyncio
 import contextlib
 import functools
 import logging
+import multiprocessing
 import os
 import secrets
 import signal
 import socket
 import sys
+import threading
 import urllib.error
 from collections.abc import Awaitable, Callable
 from dataclasses import replace
@@ -106,6 +108,12 @@ def _parser(defaults: Config) -> argparse.ArgumentParser:
         action="store_true",
         help="create a demo domain if missing, print its wallboard URL, run simulated devices",
     )
+    serve.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="run N nodes in N processes on one port (postgresql:// only)",
+    )
     simulate = commands.add_parser("simulate", help="run simulated devices against a server")
     simulate.add_argument("--url", default="http://127.0.0.1:8000", help="the server's base URL")
     simulate.add_argument(
@@ -152,6 +160,18 @@ def _serve(args: argparse.Namespace, defaults: Config) -> None:
         say = functools.partial(print, flush=True)
         url = _local_url(config.host, config.port)
         background = functools.partial(demo.run, url, token, say=say)
+    if args.workers == 1:
+        _run_node(config, background)
+        return
+    if args.workers < 1 or args.demo or not config.database.startswith("postgres"):
+        sys.exit("presence: --workers N needs N >= 1, a postgresql:// database, and no --demo")
+    _supervise(config, args.workers)
+
+
+def _run_node(
+    config: Config, background: Background | None = None, sockets: list[socket.socket] | None = None
+) -> None:
+    """Run one node in this process until it is told to stop."""
     app = create_app(config)
     server = _Server(
         uvicorn.Config(
@@ -169,7 +189,37 @@ def _serve(args: argparse.Namespace, defaults: Config) -> None:
         app.state.coordinator,
         background,
     )
-    server.run()
+    server.run(sockets)
+
+
+def _supervise(config: Config, workers: int) -> None:
+    """Run ``workers`` nodes in processes sharing one listening socket.
+
+    A worker that dies is started again; SIGTERM or SIGINT stop them all.
+    """
+    listener = socket.create_server((config.host, config.port), backlog=2048)
+    context = multiprocessing.get_context("spawn")
+    stopping = threading.Event()
+
+    def start() -> multiprocessing.process.BaseProcess:
+        process = context.Process(target=_run_node, args=(config, None, [listener]))
+        process.start()
+        return process
+
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stopping.set())
+    processes = [start() for _ in range(workers)]
+    print(f"presence: {workers} workers on http://{config.host}:{config.port}", flush=True)
+    while not stopping.wait(0.5):
+        for i, process in enumerate(processes):
+            if not process.is_alive():
+                print(f"presence: worker {process.pid} exited ({process.exitcode})", flush=True)
+                processes[i] = start()
+    for process in processes:
+        if process.pid is not None and process.is_alive():
+            os.kill(process.pid, signal.SIGTERM)
+    for process in processes:
+        process.join(10)
 
 
 def _local_url(host: str, port: int) -> str:

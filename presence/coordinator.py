@@ -24,6 +24,7 @@ from .config import Config
 from .core import seats
 from .core.model import Device, Lease, Pool, User
 from .core.seats import Decisions, Enqueued, Granted, PoolBook, Refusal, Request
+from .errors import StorageError
 from .metrics import METRICS, gauge
 from .storage import Note, Store, Tx
 from .tokens import hash_token
@@ -405,7 +406,8 @@ class Coordinator:
         watchers = [w for w in self.watchers if w.watching(domain_id)]
         if not subscribers and not watchers:
             return
-        async with self.store.transaction(domain_id) as tx:
+        # A read that takes no domain lock: a change meanwhile announces itself again.
+        async with self.store.transaction() as tx:
             pool = next((p for p in await tx.pools(domain_id) if p.id == pool_id), None)
             book = await leases.load_book(tx, pool) if pool is not None else None
         for watcher in watchers:
@@ -427,9 +429,8 @@ class Coordinator:
         kind = note["kind"]
         if kind == "pool":
             self._announce((note["domain"], note["pool"]))
-        elif kind == "resync":  # notes may have been missed: announce everything again
-            for key in list(self._pool_sessions):
-                self._announce(key)
+        elif kind == "resync":
+            await self._resync()
         elif kind == "end":
             session = self.sessions.get(note["session"])
             if session is not None:
@@ -476,15 +477,25 @@ class Coordinator:
             try:
                 now = self.clock()
                 if now - renewed >= ttl / 3:
-                    await self.store.renew_node()
+                    # Past the TTL (paused, or the database was out of reach) other
+                    # nodes may have freed this node's leases: stop using them.
+                    late = now - renewed > ttl
+                    try:
+                        await self.store.renew_node()
+                    except StorageError:
+                        if late:
+                            await self._end_all(seats.LEASE_EXPIRED)
+                        raise
                     renewed = now
+                    if late:
+                        await self._resync()
                 await self._expire_sessions(now)
                 await self._free_orphans()
             except Exception:
                 logger.exception("tick failed")
 
     async def _expire_sessions(self, now: float) -> None:
-        wall = time.time()
+        idle: list[tuple[Session, float]] = []
         for session in list(self.sessions.values()):
             if session.ended:
                 continue
@@ -494,8 +505,40 @@ class Coordinator:
             lease, pool = session.lease, session.pool
             if lease is not None and pool is not None:
                 deadline = seats.idle_deadline(lease, pool.idle_logoff_s)
-                if deadline is not None and wall >= deadline:
+                if deadline is not None:
+                    idle.append((session, deadline))
+        if idle:
+            async with self.store.transaction() as tx:
+                store_now = await tx.now()  # the clock idle_since was taken from
+            for session, deadline in idle:
+                if store_now >= deadline:
                     await self._expire(session, seats.IDLE_LOGOFF)
+
+    async def _resync(self) -> None:
+        """Notes may have been missed: check every session against the store."""
+        for key in list(self._pool_sessions):
+            self._announce(key)
+        for session in list(self.sessions.values()):
+            if session.lease is None and not session.waiting:
+                continue
+            async with self.store.transaction() as tx:
+                lease = await tx.lease(session.lease_id)
+                key = session.pool_key if session.waiting else None
+                queue = await tx.waiters(*key) if key is not None else []
+            if lease is not None and session.waiting:
+                await self._welcome(session, lease, session.pool)
+            elif lease is None and all(w.session_id != session.id for w in queue):
+                await self._end(session, seats.LEASE_EXPIRED)
+
+    async def _end_all(self, reason: str) -> None:
+        """End every session holding or waiting for something, without the store."""
+        for session in list(self.sessions.values()):
+            if session.lease is not None or session.waiting:
+                session.lease, session.waiting = None, False
+                self._forget(session)
+                await session.end(
+                    CLOSE_CODES[reason], wire.session_ended_frame(reason, END_MESSAGES[reason])
+                )
 
     async def _expire(self, session: Session, reason: str) -> None:
         await self._leave(session, reason)

@@ -102,7 +102,7 @@ class Wallboards:
                 event = views.named_event_view(event, names)
                 await self._send(domain_id, {"type": "event", "event": event})
         elif note["kind"] == "named":
-            async with self.store.transaction(domain_id) as tx:
+            async with self.store.transaction() as tx:
                 held = await tx.leases(domain_id, user_id=note["user"])
                 user = await tx.user(domain_id, note["user"])
             named = views.named_view([lease for lease in held if lease.pool is None])
@@ -115,7 +115,7 @@ class Wallboards:
         """The domain's user names, read again when one of ``user_ids`` is new."""
         names = self._names.setdefault(domain_id, {})
         if not user_ids <= names.keys():
-            async with self.store.transaction(domain_id) as tx:
+            async with self.store.transaction() as tx:
                 names.update({user.id: user.name for user in await tx.users(domain_id)})
         return names
 

@@ -33,7 +33,9 @@ SHUTDOWN_TIMEOUT = 10.0
 class Node:
     """One server process, started at once; `server` says where it listens."""
 
-    def __init__(self, name: str, database_url: str, admin_token: str, workdir: Path) -> None:
+    def __init__(
+        self, name: str, database_url: str, admin_token: str, workdir: Path, *extra: str
+    ) -> None:
         self.name = name
         self.server = Server(
             f"http://127.0.0.1:{free_port()}", admin_token, HEARTBEAT_INTERVAL, LEASE_TTL
@@ -45,6 +47,7 @@ class Node:
             sys.executable, "-m", "presence", "serve", "--database", database_url,
             "--host", "127.0.0.1", "--port", self.server.base_url.rsplit(":", 1)[1],
             "--lease-ttl", str(LEASE_TTL), "--heartbeat-interval", str(HEARTBEAT_INTERVAL),
+            *extra,
         ]  # fmt: skip
         with self.log.open("wb") as log:
             self.process = subprocess.Popen(

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 from collections import Counter
 
+from pg import PostgresServer
 from server.client import Device, Domain, Harness, Message
 
 from .conftest import LEASE_TTL, Cluster
@@ -176,3 +177,28 @@ async def test_the_admin_api_works_from_either_node(on_a: Harness, on_b: Harness
     assert released.status_code == 204, released.text
     await device.expect_ended("released_by_admin", 4412)
     await domain.wait_pool(pool, occupied=0)
+
+
+async def test_a_node_that_missed_notes_resyncs(
+    cluster: Cluster, postgres: PostgresServer, on_a: Harness, on_b: Harness
+) -> None:
+    """NOTIFY has no replay: a node whose LISTEN connection dropped re-reads state."""
+    domain = await on_a.new_domain()
+    pool = await domain.pool(1)
+    holder = await on_a.login(await domain.seat_user(pool))
+    lease_id = holder.license["lease_id"]
+    cluster.a.pause()  # A cannot listen again before the release below is announced
+    try:
+        postgres.sql(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+            "WHERE application_name LIKE 'presence-listen%'"
+        )
+        released = await on_b.admin.delete(domain.path("leases", lease_id))
+        assert released.status_code == 204
+    finally:
+        cluster.a.resume()
+    # The end note for the holder was lost with A's LISTEN connection (B's was
+    # cut too, and reconnects at once); A must still learn its lease is gone.
+    await holder.expect_ended("lease_expired", 4408, LEASE_TTL + 2)
+    taker = await on_a.login(await domain.seat_user(pool))
+    assert taker.license["seat"] == 1
