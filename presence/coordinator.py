@@ -523,8 +523,8 @@ class Coordinator:
                 continue
             async with self.store.transaction() as tx:
                 lease = await tx.lease(session.lease_id)
-                key = session.pool_key if session.waiting else None
-                queue = await tx.waiters(*key) if key is not None else []
+                waits_in = session.pool_key if session.waiting else None
+                queue = await tx.waiters(*waits_in) if waits_in is not None else []
             if lease is not None and session.waiting:
                 await self._welcome(session, lease, session.pool)
             elif lease is None and all(w.session_id != session.id for w in queue):
