@@ -15,50 +15,21 @@ import asyncio
 import contextlib
 import logging
 import time
-import uuid
 from collections.abc import Callable
 from typing import Protocol
 
 from . import leases, wire
 from .config import Config
 from .core import seats
-from .core.model import Device, Lease, Pool, User
+from .core.model import Lease, Pool, User
 from .core.seats import Decisions, Enqueued, Granted, PoolBook, Refusal, Request
 from .errors import StorageError
 from .metrics import METRICS, gauge
+from .session import CLOSE_CODES, Link, Session
 from .storage import Note, Store, Tx
 from .tokens import hash_token
 
 logger = logging.getLogger(__name__)
-
-CLOSE_CODES = {
-    seats.LEASE_EXPIRED: 4408,
-    seats.TAKEN_OVER: 4409,
-    seats.REPLACED: 4409,
-    seats.IDLE_LOGOFF: 4410,
-    seats.LICENSE_CHANGED: 4411,
-    seats.USER_DELETED: 4411,
-    seats.RELEASED_BY_ADMIN: 4412,
-    seats.SERVER_SHUTDOWN: 1001,
-}
-END_MESSAGES = {
-    seats.LEASE_EXPIRED: "No heartbeat arrived within the lease time; the session ended.",
-    seats.TAKEN_OVER: "You logged in on another device, which took this seat over.",
-    seats.REPLACED: "This device logged in again on a new connection.",
-    seats.IDLE_LOGOFF: "Logged off after being idle without a call.",
-    seats.LICENSE_CHANGED: "Your license changed; log in again.",
-    seats.USER_DELETED: "Your user was deleted.",
-    seats.RELEASED_BY_ADMIN: "An administrator released your seat.",
-    seats.SERVER_SHUTDOWN: "The server is shutting down; log in again in a moment.",
-}
-RETRYABLE = {"seat_occupied", "already_logged_in", "rate_limited", "hello_timeout"}
-
-
-class Link(Protocol):
-    """The connection of one session, as the coordinator uses it."""
-
-    async def send(self, frame: str) -> None: ...
-    async def close(self, code: int) -> None: ...
 
 
 class Watcher(Protocol):
@@ -70,54 +41,6 @@ class Watcher(Protocol):
 
     async def noted(self, note: Note) -> None:
         """Every note from every node."""
-
-
-class Session:
-    """One device connection on this node, from ``hello`` to close."""
-
-    __slots__ = (
-        "id", "lease_id", "link", "last_seen", "user", "device", "lease", "pool",
-        "waiting", "ended", "sent_availability", "sent_position",
-    )  # fmt: skip
-
-    def __init__(self, link: Link, now: float) -> None:
-        self.id = uuid.uuid4().hex
-        self.lease_id = uuid.uuid4().hex
-        self.link = link
-        self.last_seen = now
-        self.user: User | None = None
-        self.device: Device | None = None
-        self.lease: Lease | None = None
-        self.pool: Pool | None = None
-        self.waiting = False
-        self.ended = False
-        self.sent_availability = ""
-        self.sent_position: int | None = None
-
-    @property
-    def pool_key(self) -> tuple[str, str] | None:
-        if self.user is None or self.user.license.model != "seat":
-            return None
-        return (self.user.domain_id, str(self.user.license.pool))
-
-    async def send(self, frame: str) -> None:
-        if self.ended:
-            return
-        try:
-            await self.link.send(frame)
-        except Exception:  # the connection is gone; its endpoint cleans up
-            self.ended = True
-
-    async def error(self, code: str, message: str) -> None:
-        await self.send(wire.error_frame(code, message, code in RETRYABLE))
-
-    async def end(self, code: int, frame: str | None = None) -> None:
-        """Send a last frame, then close the connection."""
-        if frame is not None:
-            await self.send(frame)
-        self.ended = True
-        with contextlib.suppress(Exception):
-            await self.link.close(code)
 
 
 class Coordinator:
@@ -153,12 +76,12 @@ class Coordinator:
         """
         self._stopping = True
         reason = seats.SERVER_SHUTDOWN
-        for session in list(self.sessions.values()):
+        sessions = list(self.sessions.values())
+        for session in sessions:
             if session.waiting:
                 await self._leave(session, reason)
-            await session.end(
-                CLOSE_CODES[reason], wire.session_ended_frame(reason, END_MESSAGES[reason])
-            )
+            session.end_for(reason)
+        await asyncio.gather(*(session.link.drain() for session in sessions))
 
     async def stop(self) -> None:
         """End every session, stop, and keep the leases for ``lease_ttl``."""
@@ -211,7 +134,7 @@ class Coordinator:
             if grant is not None and grant.role == "user" and grant.domain_id and grant.user_id:
                 user = await tx.user(grant.domain_id, grant.user_id)
         if user is None:
-            await session.end(
+            session.end(
                 4401,
                 wire.error_frame("unauthorized", "The token is missing or not valid.", False),
             )
@@ -225,7 +148,7 @@ class Coordinator:
         """Log in (again) under the user's current license."""
         assert session.user is not None and session.device is not None
         if session.lease is not None:
-            await self._welcome(session, session.lease, session.pool)
+            self._welcome(session, session.lease, session.pool)
             return True
         domain_id = session.user.domain_id
         async with self.store.transaction(domain_id) as tx:
@@ -251,13 +174,13 @@ class Coordinator:
                 await leases.commit(tx, domain_id, decisions)
         if outcome is None:
             self.sessions.pop(session.id, None)
-            await session.end(
+            session.end(
                 4403,
                 wire.error_frame("no_license", "Your user has no license to log in.", False),
             )
             return False
         if isinstance(outcome, Granted):
-            await self._welcome(session, outcome.lease, session.pool)
+            self._welcome(session, outcome.lease, session.pool)
         elif isinstance(outcome, Refusal):
             await session.error(outcome.code, outcome.message)
         else:
@@ -272,7 +195,7 @@ class Coordinator:
         """
         session.last_seen = started = self.clock()
         if isinstance(message, wire.Heartbeat):
-            await session.send(wire.heartbeat_ack_frame(message.seq, self.config.lease_ttl))
+            await session.reply(wire.heartbeat_ack_frame(message.seq, self.config.lease_ttl))
             METRICS.heartbeat_seconds.observe(self.clock() - started)
         elif isinstance(message, wire.Acquire):
             await self.acquire(session, message.takeover, message.queue)
@@ -309,14 +232,14 @@ class Coordinator:
         session.lease = updated.lease
         if isinstance(message, wire.CallStart):
             started = updated.lease.call_started_at or 0.0
-            await session.send(wire.call_started_frame(message.call_id, started))
+            await session.reply(wire.call_started_frame(message.call_id, started))
         else:
             duration = updated.lease.idle_since - (lease.call_started_at or 0.0)
-            await session.send(wire.call_ended_frame(message.call_id, duration))
+            await session.reply(wire.call_ended_frame(message.call_id, duration))
 
     async def logout(self, session: Session) -> None:
         await self._leave(session, seats.LOGGED_OUT)
-        await session.end(1000, wire.bye_frame())
+        session.end(1000, wire.bye_frame())
 
     async def disconnected(self, session: Session) -> None:
         """The connection closed: free what the session held, unless shutting down."""
@@ -327,11 +250,12 @@ class Coordinator:
 
     # Internals.
 
-    async def _welcome(self, session: Session, lease: Lease, pool: Pool | None) -> None:
+    def _welcome(self, session: Session, lease: Lease, pool: Pool | None) -> None:
+        # Pushed, not replied: a queue grant welcomes from a shared task.
         assert session.user is not None
         session.lease = lease
         session.waiting = False
-        await session.send(
+        session.push(
             wire.welcome_frame(
                 session.id,
                 session.user,
@@ -419,11 +343,11 @@ class Coordinator:
             session.pool = book.pool
             if session.sent_availability != frame:
                 session.sent_availability = frame
-                await session.send(frame)
+                session.push(frame)
             position = book.position(session.id) if session.waiting else None
             if position is not None and position != session.sent_position:
                 session.sent_position = position
-                await session.send(wire.queued_frame(pool_id, position))
+                session.push(wire.queued_frame(pool_id, position))
 
     async def _on_note(self, note: Note) -> None:
         kind = note["kind"]
@@ -455,7 +379,7 @@ class Coordinator:
         async with self.store.transaction() as tx:
             lease = await tx.lease(session.lease_id)
         if lease is not None:
-            await self._welcome(session, lease, session.pool)
+            self._welcome(session, lease, session.pool)
 
     async def _end(self, session: Session, reason: str) -> None:
         """End a session that something else ended (its lease is already gone)."""
@@ -464,9 +388,7 @@ class Coordinator:
         session.lease = None
         await self._leave(session, reason)  # a waiting session leaves its queue
         self._forget(session)
-        await session.end(
-            CLOSE_CODES[reason], wire.session_ended_frame(reason, END_MESSAGES[reason])
-        )
+        session.end_for(reason)
 
     async def _tick_loop(self) -> None:
         ttl = self.config.lease_ttl
@@ -526,7 +448,7 @@ class Coordinator:
                 waits_in = session.pool_key if session.waiting else None
                 queue = await tx.waiters(*waits_in) if waits_in is not None else []
             if lease is not None and session.waiting:
-                await self._welcome(session, lease, session.pool)
+                self._welcome(session, lease, session.pool)
             elif lease is None and all(w.session_id != session.id for w in queue):
                 await self._end(session, seats.LEASE_EXPIRED)
 
@@ -536,16 +458,12 @@ class Coordinator:
             if session.lease is not None or session.waiting:
                 session.lease, session.waiting = None, False
                 self._forget(session)
-                await session.end(
-                    CLOSE_CODES[reason], wire.session_ended_frame(reason, END_MESSAGES[reason])
-                )
+                session.end_for(reason)
 
     async def _expire(self, session: Session, reason: str) -> None:
         await self._leave(session, reason)
         self._forget(session)
-        await session.end(
-            CLOSE_CODES[reason], wire.session_ended_frame(reason, END_MESSAGES[reason])
-        )
+        session.end_for(reason)
 
     async def _free_orphans(self) -> None:
         """Free the leases of nodes that stopped renewing (died or were cut off)."""

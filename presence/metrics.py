@@ -62,6 +62,11 @@ class Metrics:
             "Events logged by this node (grants, denials, expiries, calls...).",
             "type",
         )
+        self.cut_off = Counter(
+            "presence_connections_cut_off_total",
+            "Connections closed by the server for misbehaving, by reason.",
+            "reason",
+        )
         self.heartbeat_seconds = Histogram(
             "presence_heartbeat_seconds", "Time to answer a heartbeat."
         )
@@ -72,6 +77,7 @@ class Metrics:
     def render(self, gauges: Iterable[str]) -> str:
         lines = [
             *self.events.render(),
+            *self.cut_off.render(),
             *self.heartbeat_seconds.render(),
             *self.login_seconds.render(),
             *gauges,

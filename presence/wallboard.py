@@ -18,14 +18,13 @@ Each change is encoded once and sent to every board of the domain.
 
 from __future__ import annotations
 
-import contextlib
 import time
 from typing import Any
 
 from . import views, wire
 from .admin import Snapshot
-from .coordinator import Link
 from .core.seats import PoolBook
+from .session import Link
 from .storage import Note, Store
 
 
@@ -39,19 +38,18 @@ class Board:
         self.domain_id = domain_id
         self.backlog: list[str] | None = []
 
-    async def send(self, frame: str) -> None:
+    def send(self, frame: str) -> None:
         if self.backlog is not None:
             self.backlog.append(frame)
-            return
-        with contextlib.suppress(Exception):  # a closed board is removed by its endpoint
-            await self.link.send(frame)
+        else:
+            self.link.push(frame)
 
-    async def start(self, snapshot: Snapshot) -> None:
+    def start(self, snapshot: Snapshot) -> None:
         """Send the snapshot, then what changed while it was read."""
         backlog, self.backlog = self.backlog or [], None
-        await self.send(snapshot_frame(snapshot))
+        self.send(snapshot_frame(snapshot))
         for frame in backlog:
-            await self.send(frame)
+            self.send(frame)
 
 
 class Wallboards:
@@ -65,10 +63,10 @@ class Wallboards:
     def add(self, board: Board) -> None:
         self._boards.setdefault(board.domain_id, set()).add(board)
 
-    async def start(self, board: Board, snapshot: Snapshot) -> None:
+    def start(self, board: Board, snapshot: Snapshot) -> None:
         """Send a board its snapshot, learning the domain's user names from it."""
         self._names.setdefault(board.domain_id, {}).update(snapshot.names)
-        await board.start(snapshot)
+        board.start(snapshot)
 
     def remove(self, board: Board) -> None:
         boards = self._boards.get(board.domain_id, set())
@@ -82,16 +80,15 @@ class Wallboards:
 
     async def pool_changed(self, domain_id: str, pool_id: str, book: PoolBook | None) -> None:
         if book is None:
-            await self._send(domain_id, {"type": "pool_removed", "pool": pool_id})
+            self._send(domain_id, {"type": "pool_removed", "pool": pool_id})
         else:
-            await self._send(domain_id, {"type": "pool", "pool": views.pool_presence_view(book)})
+            self._send(domain_id, {"type": "pool", "pool": views.pool_presence_view(book)})
 
     async def noted(self, note: Note) -> None:
         if note["kind"] == "resync":  # changes may have been missed: boards reconnect
             for boards in list(self._boards.values()):
                 for board in list(boards):
-                    with contextlib.suppress(Exception):
-                        await board.link.close(1012)
+                    board.link.close(1012)
             return
         domain_id = note.get("domain")
         if domain_id is None or not self.watching(domain_id):
@@ -100,7 +97,7 @@ class Wallboards:
             names = await self._names_of(domain_id, {e["user_id"] for e in note["events"]})
             for event in note["events"]:
                 event = views.named_event_view(event, names)
-                await self._send(domain_id, {"type": "event", "event": event})
+                self._send(domain_id, {"type": "event", "event": event})
         elif note["kind"] == "named":
             async with self.store.transaction() as tx:
                 held = await tx.leases(domain_id, user_id=note["user"])
@@ -109,7 +106,7 @@ class Wallboards:
             entry = named[0] if named else {"user": {"id": note["user"]}, "devices": []}
             if user is not None:
                 entry["user"] = {"id": user.id, "name": user.name}
-            await self._send(domain_id, {"type": "named", **entry})
+            self._send(domain_id, {"type": "named", **entry})
 
     async def _names_of(self, domain_id: str, user_ids: set[str]) -> dict[str, str]:
         """The domain's user names, read again when one of ``user_ids`` is new."""
@@ -119,10 +116,10 @@ class Wallboards:
                 names.update({user.id: user.name for user in await tx.users(domain_id)})
         return names
 
-    async def _send(self, domain_id: str, message: dict[str, Any]) -> None:
+    def _send(self, domain_id: str, message: dict[str, Any]) -> None:
         frame = wire.encode(message)
         for board in list(self._boards.get(domain_id, ())):
-            await board.send(frame)
+            board.send(frame)
 
 
 def snapshot_frame(snapshot: Snapshot) -> str:

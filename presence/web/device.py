@@ -13,22 +13,10 @@ from starlette.websockets import WebSocket
 
 from .. import wire
 from ..coordinator import Coordinator
+from .link import Link
 
 RATE_LIMIT = 50  # messages in one second
 BAD_MESSAGES = 5  # in one minute closes the connection
-
-
-class Link:
-    __slots__ = ("websocket",)
-
-    def __init__(self, websocket: WebSocket) -> None:
-        self.websocket = websocket
-
-    async def send(self, frame: str) -> None:
-        await self.websocket.send_text(frame)
-
-    async def close(self, code: int) -> None:
-        await self.websocket.close(code)
 
 
 class _Limits:
@@ -62,23 +50,24 @@ async def device_endpoint(websocket: WebSocket) -> None:
         await websocket.close(4403)
         return
     await websocket.accept()
-    session = coordinator.open_session(Link(websocket))
+    link = Link(websocket)
+    session = coordinator.open_session(link)
     limits = _Limits()
     deadline = time.monotonic() + coordinator.config.hello_timeout
     try:
         while not session.ended:
             timeout = None if session.user else deadline - time.monotonic()
             try:
-                frame = await asyncio.wait_for(receive(websocket), timeout)
+                frame = await asyncio.wait_for(link.receive(), timeout)
             except TimeoutError:
-                await session.end(4408, wire.error_frame(
-                    "hello_timeout", "No hello arrived in time; connect again.", True))  # fmt: skip
+                text = "No hello arrived in time; connect again."
+                session.end(4408, wire.error_frame("hello_timeout", text, True))
                 return
             if frame is None:
                 return
             if not limits.take():
                 text = f"More than {RATE_LIMIT} messages in one second."
-                await session.end(4429, wire.error_frame("rate_limited", text, True))
+                session.end(4429, wire.error_frame("rate_limited", text, True))
                 return
             try:
                 message = wire.parse(frame)
@@ -91,22 +80,18 @@ async def device_endpoint(websocket: WebSocket) -> None:
                     await coordinator.handle(session, message)
             except wire.BadMessage as exc:
                 if exc.code == "too_large":
-                    await session.end(1009, wire.error_frame(exc.code, exc.message, False))
+                    session.end(1009, wire.error_frame(exc.code, exc.message, False))
                 elif limits.too_many_bad():
-                    await session.end(4400, wire.error_frame(exc.code, exc.message, False))
+                    session.end(4400, wire.error_frame(exc.code, exc.message, False))
                 else:
                     await session.error(exc.code, exc.message)
+    except asyncio.CancelledError:
+        if not link.cut_off:
+            raise
+        asyncio.current_task().uncancel()  # type: ignore[union-attr]
     finally:
         await coordinator.disconnected(session)
-
-
-async def receive(websocket: WebSocket) -> str | bytes | None:
-    """The next frame, or ``None`` once the connection closed."""
-    message = await websocket.receive()
-    if message["type"] == "websocket.disconnect":
-        return None
-    text = message.get("text")
-    return text if text is not None else message.get("bytes") or b""
+        await link.drain()
 
 
 def origin_allowed(websocket: WebSocket, allowed: tuple[str, ...]) -> bool:

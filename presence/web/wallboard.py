@@ -13,7 +13,8 @@ from .. import wire
 from ..admin import Admin
 from ..errors import PresenceError
 from ..wallboard import Board, Wallboards
-from .device import Link, origin_allowed, receive
+from .device import origin_allowed
+from .link import Link
 
 CLOSE_CODES = {401: 4401, 403: 4403, 404: 4404}
 
@@ -28,7 +29,7 @@ async def wallboard_endpoint(websocket: WebSocket) -> None:
     await websocket.accept()
     link = Link(websocket)
     try:
-        frame = await asyncio.wait_for(receive(websocket), config.hello_timeout)
+        frame = await asyncio.wait_for(link.receive(), config.hello_timeout)
         hello = _object(frame)
         if hello.get("type") != "hello":
             raise wire.BadMessage("Send hello {token} first.")
@@ -38,8 +39,9 @@ async def wallboard_endpoint(websocket: WebSocket) -> None:
         code = exc.code if isinstance(exc, PresenceError | wire.BadMessage) else "hello_timeout"
         status = exc.status if isinstance(exc, PresenceError) else 400
         text = exc.message if isinstance(exc, PresenceError | wire.BadMessage) else str(exc)
-        await link.send(wire.error_frame(code, text or "Send hello {token} first.", False))
-        await link.close(CLOSE_CODES.get(status, 4400))
+        link.push(wire.error_frame(code, text or "Send hello {token} first.", False))
+        link.close(CLOSE_CODES.get(status, 4400))
+        await link.drain()
         return
     board = Board(link, domain_id)
     boards.add(board)
@@ -47,14 +49,15 @@ async def wallboard_endpoint(websocket: WebSocket) -> None:
         try:
             snapshot = await admin.presence(who, domain_id, events=50)
         except PresenceError as exc:
-            await link.send(wire.error_frame(exc.code, exc.message, False))
-            await link.close(CLOSE_CODES.get(exc.status, 4400))
+            link.push(wire.error_frame(exc.code, exc.message, False))
+            link.close(CLOSE_CODES.get(exc.status, 4400))
+            await link.drain()
             return
-        await boards.start(board, snapshot)
-        while (frame := await receive(websocket)) is not None:
+        boards.start(board, snapshot)
+        while (frame := await link.receive()) is not None:
             with contextlib.suppress(ValueError, wire.BadMessage):
                 if _type(frame) == "ping":
-                    await board.send(wire.encode({"type": "pong"}))
+                    await link.send(wire.encode({"type": "pong"}))
     finally:
         boards.remove(board)
 

@@ -1,0 +1,89 @@
+"""A WebSocket as sessions and wallboards use it: frames in order, no waiting on slow readers.
+
+Frames from the connection's own task are sent at once (:meth:`Link.send`);
+frames from shared tasks (announcements, notes) wait in a bounded outbox that
+a short-lived task drains (:meth:`Link.push`). A device that lets the outbox
+fill has stopped reading: it is cut off, by cancelling its endpoint's task,
+which then frees what it held. Memory per connection stays bounded and no
+shared task ever waits on one device.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections import deque
+
+from starlette.websockets import WebSocket
+
+from ..metrics import METRICS
+
+MAX_OUTBOX = 64  # frames queued for a device that is not reading
+DRAIN_TIMEOUT = 2.0  # seconds an ending endpoint waits for its last frames to go
+
+
+class Link:
+    __slots__ = ("websocket", "outbox", "pusher", "owner", "cut_off")
+
+    def __init__(self, websocket: WebSocket) -> None:
+        self.websocket = websocket
+        self.outbox: deque[str | int] = deque()  # frames, and a close code last
+        self.pusher: asyncio.Task[None] | None = None
+        self.owner = asyncio.current_task()
+        self.cut_off = False
+
+    async def send(self, frame: str) -> None:
+        if self.outbox or self.pusher is not None:
+            self.push(frame)  # after what was pushed before
+        else:
+            await self.websocket.send_text(frame)
+
+    def push(self, frame: str) -> None:
+        self._queue(frame)
+
+    def close(self, code: int) -> None:
+        self._queue(code)
+
+    async def receive(self) -> str | bytes | None:
+        """The next frame, or ``None`` once the connection closed."""
+        message = await self.websocket.receive()
+        if message["type"] == "websocket.disconnect":
+            return None
+        text = message.get("text")
+        return text if text is not None else message.get("bytes") or b""
+
+    async def drain(self) -> None:
+        """Wait (a bounded time) until queued frames and the close are sent."""
+        if self.pusher is not None:
+            with contextlib.suppress(TimeoutError, asyncio.CancelledError):
+                async with asyncio.timeout(DRAIN_TIMEOUT):
+                    await asyncio.shield(self.pusher)
+
+    def _queue(self, item: str | int) -> None:
+        if self.cut_off:
+            return
+        if len(self.outbox) >= MAX_OUTBOX:
+            METRICS.cut_off.inc("not_reading")
+            self.cut_off = True
+            self.outbox.clear()
+            if self.pusher is not None:
+                self.pusher.cancel()
+            if self.owner is not None:
+                self.owner.cancel()
+            return
+        self.outbox.append(item)
+        if self.pusher is None:
+            self.pusher = asyncio.create_task(self._push())
+
+    async def _push(self) -> None:
+        try:
+            while self.outbox:
+                item = self.outbox.popleft()
+                if isinstance(item, int):
+                    await self.websocket.close(item)
+                else:
+                    await self.websocket.send_text(item)
+        except Exception:  # the connection is gone: its endpoint cleans up
+            self.outbox.clear()
+        finally:
+            self.pusher = None
