@@ -104,6 +104,19 @@ def _parser(defaults: Config) -> argparse.ArgumentParser:
         help="comma-separated browser origins (PRESENCE_ALLOWED_ORIGINS)",
     )
     serve.add_argument(
+        "--max-connections-per-address",
+        type=int,
+        default=defaults.max_connections_per_address,
+        help="open WebSockets one client address may hold (PRESENCE_MAX_CONNECTIONS_PER_ADDRESS)",
+    )
+    serve.add_argument(
+        "--auth-failures-per-minute",
+        type=int,
+        default=defaults.auth_failures_per_minute,
+        help="failed authentications after which an address is refused for a minute "
+        "(PRESENCE_AUTH_FAILURES_PER_MINUTE)",
+    )
+    serve.add_argument(
         "--demo",
         action="store_true",
         help="create a demo domain if missing, print its wallboard URL, run simulated devices",
@@ -147,6 +160,8 @@ def _serve(args: argparse.Namespace, defaults: Config) -> None:
         heartbeat_interval=args.heartbeat_interval,
         lease_ttl=args.lease_ttl,
         allowed_origins=tuple(o.strip() for o in args.allowed_origins.split(",") if o.strip()),
+        max_connections_per_address=args.max_connections_per_address,
+        auth_failures_per_minute=args.auth_failures_per_minute,
     )
     if config.lease_ttl <= 0 or config.heartbeat_interval <= 0:
         sys.exit("presence: --lease-ttl and --heartbeat-interval must be positive")

@@ -17,6 +17,8 @@ class Config:
     lease_ttl: float = 30.0
     allowed_origins: tuple[str, ...] = field(default_factory=tuple)
     metrics_need_token: bool = False
+    max_connections_per_address: int = 5000
+    auth_failures_per_minute: int = 10
     hello_timeout: float = 5.0
 
     @classmethod
@@ -33,4 +35,8 @@ class Config:
             lease_ttl=float(env.get("PRESENCE_LEASE_TTL", "30")),
             allowed_origins=tuple(o.strip() for o in origins.split(",") if o.strip()),
             metrics_need_token=env.get("PRESENCE_METRICS_NEED_TOKEN", "") in ("1", "true"),
+            max_connections_per_address=int(
+                env.get("PRESENCE_MAX_CONNECTIONS_PER_ADDRESS", "5000")
+            ),
+            auth_failures_per_minute=int(env.get("PRESENCE_AUTH_FAILURES_PER_MINUTE", "10")),
         )

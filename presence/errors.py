@@ -12,6 +12,7 @@ endpoint into ``error`` frames.
     * :exc:`RuleViolation` (409: ``plan_required``, ``license_limit``,
       ``seats_exceed_licenses``, ``pool_not_empty``, ``email_taken``,
       ``already_exists``)
+    * :exc:`RateLimited` (``rate_limited`` 429: too many failed authentications)
     * :exc:`StorageError` (``unavailable`` 503: the database failed)
 """
 
@@ -61,6 +62,11 @@ class RuleViolation(PresenceError):
     def __init__(self, code: str, message: str) -> None:
         super().__init__(message)
         self.code = code
+
+
+class RateLimited(PresenceError):
+    code = "rate_limited"
+    status = 429
 
 
 class StorageError(PresenceError):

@@ -4,6 +4,8 @@
 expiry tests are quick; every test makes its own domain, so tests stay
 independent on the shared server. `steady_server` has a long TTL, for the few
 tests that must tell a seat freed at once from one freed by lease expiry.
+`server_process` is a server of a test's own, which the test may kill or stop
+and start again on the same database (restarts, graceful shutdown).
 """
 
 from __future__ import annotations
@@ -28,6 +30,9 @@ REPO = Path(__file__).resolve().parent.parent
 HEARTBEAT_INTERVAL = 1
 STARTUP_TIMEOUT = 15.0
 SHUTDOWN_TIMEOUT = 10.0
+#: The lease TTL of `server_process`: long enough to restart the server and
+#: reconnect within it, short enough to wait for a lease to expire.
+RESTART_LEASE_TTL = 3
 
 
 def _free_port() -> int:
@@ -64,38 +69,83 @@ def _stop(process: subprocess.Popen[bytes]) -> None:
             process.wait()
 
 
+class ServerProcess:
+    """`python -m presence serve` on SQLite in `workdir`, as a process that can
+    be stopped (gracefully or with SIGKILL) and started again on the same
+    database file, port and admin token.
+
+    The logs of every run are appended to `workdir`/stdout.log and stderr.log.
+    """
+
+    def __init__(self, workdir: Path, lease_ttl: int) -> None:
+        self.workdir = workdir
+        self.server = Server(
+            f"http://127.0.0.1:{_free_port()}",
+            f"admin-{os.urandom(16).hex()}",
+            HEARTBEAT_INTERVAL,
+            lease_ttl,
+        )
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def stderr(self) -> Path:
+        return self.workdir / "stderr.log"
+
+    def start(self) -> None:
+        """Start the server and wait until it is healthy."""
+        assert self.process is None or self.process.poll() is not None, "already running"
+        env = {k: v for k, v in os.environ.items() if not k.startswith("PRESENCE_")}
+        env["PRESENCE_ADMIN_TOKEN"] = self.server.admin_token
+        # The suite refuses bad tokens on purpose, all from 127.0.0.1: only the
+        # tests of token guessing set a real limit (with the flag).
+        env["PRESENCE_AUTH_FAILURES_PER_MINUTE"] = "1000000"
+        command = [
+            sys.executable,
+            "-m",
+            "presence",
+            "serve",
+            "--database",
+            f"sqlite:///{self.workdir / 'presence.db'}",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            self.server.base_url.rsplit(":", 1)[1],
+            "--heartbeat-interval",
+            str(HEARTBEAT_INTERVAL),
+            "--lease-ttl",
+            str(self.server.lease_ttl),
+        ]
+        with (self.workdir / "stdout.log").open("ab") as out, self.stderr.open("ab") as err:
+            self.process = subprocess.Popen(command, cwd=REPO, env=env, stdout=out, stderr=err)
+        _wait_until_healthy(self.process, self.server.base_url, self.stderr)
+
+    def kill(self) -> None:
+        """SIGKILL: the server frees nothing and tells no one."""
+        assert self.process is not None
+        self.process.kill()
+        self.process.wait()
+
+    def terminate(self) -> int:
+        """SIGTERM, then wait for the exit; returns the exit status."""
+        assert self.process is not None
+        self.process.send_signal(signal.SIGTERM)
+        return self.process.wait(SHUTDOWN_TIMEOUT)
+
+    def stop(self) -> None:
+        """Stop the server if it runs, by SIGTERM, or SIGKILL if that hangs."""
+        if self.process is not None:
+            _stop(self.process)
+
+
 @contextmanager
 def running_server(workdir: Path, lease_ttl: int) -> Iterator[Server]:
     """Run `python -m presence serve` on SQLite in `workdir` until exit."""
-    port = _free_port()
-    admin_token = f"admin-{os.urandom(16).hex()}"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PRESENCE_")}
-    env["PRESENCE_ADMIN_TOKEN"] = admin_token
-    command = [
-        sys.executable,
-        "-m",
-        "presence",
-        "serve",
-        "--database",
-        f"sqlite:///{workdir / 'presence.db'}",
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-        "--heartbeat-interval",
-        str(HEARTBEAT_INTERVAL),
-        "--lease-ttl",
-        str(lease_ttl),
-    ]
-    stdout, stderr = workdir / "stdout.log", workdir / "stderr.log"
-    with stdout.open("wb") as out, stderr.open("wb") as err:
-        process = subprocess.Popen(command, cwd=REPO, env=env, stdout=out, stderr=err)
-        try:
-            base_url = f"http://127.0.0.1:{port}"
-            _wait_until_healthy(process, base_url, stderr)
-            yield Server(base_url, admin_token, HEARTBEAT_INTERVAL, lease_ttl)
-        finally:
-            _stop(process)
+    process = ServerProcess(workdir, lease_ttl)
+    try:
+        process.start()
+        yield process.server
+    finally:
+        process.stop()
 
 
 @pytest.fixture(scope="session")
@@ -108,6 +158,16 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
 def steady_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     with running_server(tmp_path_factory.mktemp("steady"), lease_ttl=60) as running:
         yield running
+
+
+@pytest.fixture
+def server_process(tmp_path: Path) -> Iterator[ServerProcess]:
+    process = ServerProcess(tmp_path, RESTART_LEASE_TTL)
+    try:
+        process.start()
+        yield process
+    finally:
+        process.stop()
 
 
 @pytest.fixture

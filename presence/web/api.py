@@ -16,6 +16,7 @@ from ..admin import Admin
 from ..core.model import PLANS, Domain, License, Pool
 from ..errors import BadRequest
 from ..storage import TokenGrant
+from .guard import authenticated
 
 ID = re.compile(r"[a-z0-9][a-z0-9-]{0,62}")
 EMAIL = re.compile(r"[^@\s]+@[^@\s]+")
@@ -27,11 +28,15 @@ Handler = Callable[[Request, Admin, TokenGrant], Awaitable[Response]]
 def _endpoint(handler: Handler) -> Callable[[Request], Awaitable[Response]]:
     async def endpoint(request: Request) -> Response:
         admin: Admin = request.app.state.admin
-        scheme, _, token = request.headers.get("authorization", "").partition(" ")
-        who = await admin.authenticate(token.strip() if scheme.lower() == "bearer" else None)
+        who = await authenticated(request, lambda: admin.authenticate(bearer(request)))
         return await handler(request, admin, who)
 
     return endpoint
+
+
+def bearer(request: Request) -> str | None:
+    scheme, _, token = request.headers.get("authorization", "").partition(" ")
+    return token.strip() if scheme.lower() == "bearer" else None
 
 
 async def _body(request: Request) -> dict[str, Any]:

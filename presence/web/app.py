@@ -22,6 +22,7 @@ from ..storage import store_for_url
 from ..wallboard import Wallboards
 from . import api
 from .device import device_endpoint
+from .guard import Guard, authenticated
 from .wallboard import wallboard_endpoint
 
 STATIC = Path(__file__).resolve().parent.parent.parent / "static"
@@ -62,6 +63,7 @@ def create_app(config: Config) -> Starlette:
     app.state.coordinator = coordinator
     app.state.admin = admin
     app.state.wallboards = wallboards
+    app.state.guard = Guard(config.max_connections_per_address, config.auth_failures_per_minute)
     return app
 
 
@@ -76,8 +78,8 @@ async def metrics(request: Request) -> Response:
     """Open to all, unless configured to need the server admin token."""
     if request.app.state.config.metrics_need_token:
         admin: Admin = request.app.state.admin
-        _, _, token = request.headers.get("authorization", "").partition(" ")
-        if (await admin.authenticate(token.strip() or None)).role != "server":
+        who = await authenticated(request, lambda: admin.authenticate(api.bearer(request)))
+        if who.role != "server":
             raise Forbidden("Only the server administrator may read the metrics.")
     coordinator: Coordinator = request.app.state.coordinator
     return PlainTextResponse(await coordinator.metrics(), media_type="text/plain; version=0.0.4")

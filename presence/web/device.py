@@ -13,6 +13,8 @@ from starlette.websockets import WebSocket
 
 from .. import wire
 from ..coordinator import Coordinator
+from ..session import Session
+from .guard import TOO_MANY_CONNECTIONS, Guard, address_of, counted
 from .link import Link
 
 RATE_LIMIT = 50  # messages in one second
@@ -52,46 +54,60 @@ async def device_endpoint(websocket: WebSocket) -> None:
     await websocket.accept()
     link = Link(websocket)
     session = coordinator.open_session(link)
+    with counted(websocket) as allowed:
+        try:
+            if allowed:
+                await _serve(websocket, link, coordinator, session)
+            else:
+                session.end(4429, wire.error_frame("rate_limited", TOO_MANY_CONNECTIONS, True))
+        except asyncio.CancelledError:
+            if not link.cut_off:
+                raise
+            asyncio.current_task().uncancel()  # type: ignore[union-attr]
+        finally:
+            await coordinator.disconnected(session)
+            await link.drain()
+
+
+async def _serve(
+    websocket: WebSocket, link: Link, coordinator: Coordinator, session: Session
+) -> None:
+    guard: Guard = websocket.app.state.guard
+    address = address_of(websocket)
     limits = _Limits()
     deadline = time.monotonic() + coordinator.config.hello_timeout
-    try:
-        while not session.ended:
-            timeout = None if session.user else deadline - time.monotonic()
-            try:
-                frame = await asyncio.wait_for(link.receive(), timeout)
-            except TimeoutError:
-                text = "No hello arrived in time; connect again."
-                session.end(4408, wire.error_frame("hello_timeout", text, True))
-                return
-            if frame is None:
-                return
-            if not limits.take():
-                text = f"More than {RATE_LIMIT} messages in one second."
+    while not session.ended:
+        timeout = None if session.user else deadline - time.monotonic()
+        try:
+            frame = await asyncio.wait_for(link.receive(), timeout)
+        except TimeoutError:
+            text = "No hello arrived in time; connect again."
+            session.end(4408, wire.error_frame("hello_timeout", text, True))
+            return
+        if frame is None:
+            return
+        if not limits.take():
+            text = f"More than {RATE_LIMIT} messages in one second."
+            session.end(4429, wire.error_frame("rate_limited", text, True))
+            return
+        try:
+            message = wire.parse(frame)
+            if session.user is not None:
+                await coordinator.handle(session, message)
+            elif not isinstance(message, wire.Hello):
+                await session.error("not_logged_in", "Say hello first.")
+            elif guard.blocked(address):
+                text = "Too many failed authentications from your address; wait a minute."
                 session.end(4429, wire.error_frame("rate_limited", text, True))
-                return
-            try:
-                message = wire.parse(frame)
-                if session.user is None:
-                    if isinstance(message, wire.Hello):
-                        await coordinator.hello(session, message)
-                    else:
-                        await session.error("not_logged_in", "Say hello first.")
-                else:
-                    await coordinator.handle(session, message)
-            except wire.BadMessage as exc:
-                if exc.code == "too_large":
-                    session.end(1009, wire.error_frame(exc.code, exc.message, False))
-                elif limits.too_many_bad():
-                    session.end(4400, wire.error_frame(exc.code, exc.message, False))
-                else:
-                    await session.error(exc.code, exc.message)
-    except asyncio.CancelledError:
-        if not link.cut_off:
-            raise
-        asyncio.current_task().uncancel()  # type: ignore[union-attr]
-    finally:
-        await coordinator.disconnected(session)
-        await link.drain()
+            elif not await coordinator.hello(session, message) and session.user is None:
+                guard.failed(address)  # the token was refused
+        except wire.BadMessage as exc:
+            if exc.code == "too_large":
+                session.end(1009, wire.error_frame(exc.code, exc.message, False))
+            elif limits.too_many_bad():
+                session.end(4400, wire.error_frame(exc.code, exc.message, False))
+            else:
+                await session.error(exc.code, exc.message)
 
 
 def origin_allowed(websocket: WebSocket, allowed: tuple[str, ...]) -> bool:

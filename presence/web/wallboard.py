@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 from typing import Any
 
@@ -14,60 +13,75 @@ from ..admin import Admin
 from ..errors import PresenceError
 from ..wallboard import Board, Wallboards
 from .device import origin_allowed
+from .guard import TOO_MANY_CONNECTIONS, authenticated, counted
 from .link import Link
 
-CLOSE_CODES = {401: 4401, 403: 4403, 404: 4404}
+CLOSE_CODES = {401: 4401, 403: 4403, 404: 4404, 429: 4429}
 
 
 async def wallboard_endpoint(websocket: WebSocket) -> None:
-    admin: Admin = websocket.app.state.admin
-    boards: Wallboards = websocket.app.state.wallboards
     config = websocket.app.state.config
     if not origin_allowed(websocket, config.allowed_origins):
         await websocket.close(4403)
         return
     await websocket.accept()
     link = Link(websocket)
-    try:
-        frame = await asyncio.wait_for(link.receive(), config.hello_timeout)
-        hello = _object(frame)
-        if hello.get("type") != "hello":
-            raise wire.BadMessage("Send hello {token} first.")
-        who = await admin.authenticate(str(hello.get("token") or ""))
-        domain_id = str(hello.get("domain") or who.domain_id or "")
-    except (TimeoutError, ValueError, wire.BadMessage, PresenceError) as exc:
-        code = exc.code if isinstance(exc, PresenceError | wire.BadMessage) else "hello_timeout"
-        status = exc.status if isinstance(exc, PresenceError) else 400
-        text = exc.message if isinstance(exc, PresenceError | wire.BadMessage) else str(exc)
-        link.push(wire.error_frame(code, text or "Send hello {token} first.", False))
-        link.close(CLOSE_CODES.get(status, 4400))
-        await link.drain()
-        return
-    board = Board(link, domain_id)
-    boards.add(board)
+    with counted(websocket) as allowed:
+        try:
+            if not allowed:
+                raise _Refused("rate_limited", TOO_MANY_CONNECTIONS, 4429)
+            await _serve(websocket, link)
+        except _Refused as refused:
+            link.push(wire.error_frame(refused.code, refused.message, False))
+            link.close(refused.close_code)
+            await link.drain()
+
+
+async def _serve(websocket: WebSocket, link: Link) -> None:
+    admin: Admin = websocket.app.state.admin
+    boards: Wallboards = websocket.app.state.wallboards
+    timeout = websocket.app.state.config.hello_timeout
+    board: Board | None = None
     try:
         try:
-            snapshot = await admin.presence(who, domain_id, events=50)
+            hello = _object(await asyncio.wait_for(link.receive(), timeout))
+            if hello.get("type") != "hello":
+                raise wire.BadMessage("Send hello {token} first.")
+            token = str(hello.get("token") or "")
+            who = await authenticated(websocket, lambda: admin.authenticate(token))
+            board = Board(link, str(hello.get("domain") or who.domain_id or ""))
+            # Changes from here until the snapshot is sent wait in the board's backlog.
+            boards.add(board)
+            snapshot = await admin.presence(who, board.domain_id, events=50)
+        except TimeoutError:
+            raise _Refused("hello_timeout", "Send hello {token} first.", 4408) from None
+        except wire.BadMessage as exc:
+            raise _Refused(exc.code, exc.message, 4400) from None
         except PresenceError as exc:
-            link.push(wire.error_frame(exc.code, exc.message, False))
-            link.close(CLOSE_CODES.get(exc.status, 4400))
-            await link.drain()
-            return
+            raise _Refused(exc.code, exc.message, CLOSE_CODES.get(exc.status, 4400)) from None
         boards.start(board, snapshot)
         while (frame := await link.receive()) is not None:
-            with contextlib.suppress(ValueError, wire.BadMessage):
-                if _type(frame) == "ping":
+            try:
+                if _object(frame).get("type") == "ping":
                     await link.send(wire.encode({"type": "pong"}))
+            except wire.BadMessage:
+                pass  # a board has nothing else to say; ignore what it cannot
     finally:
-        boards.remove(board)
+        if board is not None:
+            boards.remove(board)
+
+
+class _Refused(Exception):
+    def __init__(self, code: str, message: str, close_code: int) -> None:
+        super().__init__(message)
+        self.code, self.message, self.close_code = code, message, close_code
 
 
 def _object(frame: str | bytes | None) -> dict[str, Any]:
-    data = json.loads(frame) if isinstance(frame, str) else None
+    try:
+        data = json.loads(frame) if isinstance(frame, str) else None
+    except ValueError:
+        data = None
     if not isinstance(data, dict):
         raise wire.BadMessage("Frames are JSON objects.")
     return data
-
-
-def _type(frame: str | bytes) -> Any:
-    return _object(frame).get("type")

@@ -43,6 +43,7 @@ class Node:
         self.log = workdir / f"node-{name}.log"
         env = {k: v for k, v in os.environ.items() if not k.startswith("PRESENCE_")}
         env["PRESENCE_ADMIN_TOKEN"] = admin_token
+        env["PRESENCE_AUTH_FAILURES_PER_MINUTE"] = "1000000"  # bad tokens are on purpose
         command = [
             sys.executable, "-m", "presence", "serve", "--database", database_url,
             "--host", "127.0.0.1", "--port", self.server.base_url.rsplit(":", 1)[1],

@@ -194,13 +194,20 @@ class Domain:
         return answer["token"]
 
     async def pool(
-        self, seats: int, *, name: str | None = None, pool_id: str | None = None
+        self,
+        seats: int,
+        *,
+        name: str | None = None,
+        pool_id: str | None = None,
+        idle_logoff_s: int | None = None,
     ) -> Message:
-        body = {
+        body: Message = {
             "id": pool_id or unique_id("pool"),
             "name": name or "Help desk",
             "seats": seats,
         }
+        if idle_logoff_s is not None:
+            body["idle_logoff_s"] = idle_logoff_s
         return ok(await self.api.post(self.path("pools"), body), 201)
 
     async def pools(self) -> dict[str, Message]:
@@ -233,6 +240,19 @@ class Domain:
 
     async def presence(self) -> Message:
         return ok(await self.api.get(self.path("presence")))
+
+    async def events(self, **params: Any) -> list[Message]:
+        """One page of the event log (`after`, `limit` as query parameters)."""
+        events = ok(await self.api.request("GET", self.path("events"), params=params))
+        assert isinstance(events, list), events
+        return events
+
+    async def all_events(self) -> list[Message]:
+        """The whole event log of the domain, oldest first, page by page."""
+        events: list[Message] = []
+        while page := await self.events(after=events[-1]["id"] if events else 0):
+            events.extend(page)
+        return events
 
     async def pool_presence(self, pool: Message) -> Message:
         snapshot = await self.presence()
@@ -295,7 +315,12 @@ class Device:
         await self.ws.send(text)
 
     async def hello(
-        self, token: str | None, *, takeover: bool | None = None, **device: Any
+        self,
+        token: str | None,
+        *,
+        takeover: bool | None = None,
+        queue: bool | None = None,
+        **device: Any,
     ) -> None:
         """Send hello as this device; `device` overrides fields of `device`."""
         described: Message = {"id": self.id, "kind": self.kind}
@@ -307,6 +332,8 @@ class Device:
             message["token"] = token
         if takeover is not None:
             message["takeover"] = takeover
+        if queue is not None:
+            message["queue"] = queue
         await self.send(message)
 
     async def outcome(self, timeout: float = WAIT) -> Message:
@@ -332,6 +359,22 @@ class Device:
             message["takeover"] = takeover
         await self.send(message)
         return await self.outcome()
+
+    async def enqueue(self, token: str | None = None) -> Message:
+        """Ask for a seat with `queue: true` (by hello with `token`, else by
+        acquire) when none is free; expect `queued` and keep heartbeating."""
+        if token is None:
+            await self.send({"type": "acquire", "queue": True})
+        else:
+            await self.hello(token, queue=True)
+        queued = await self.expect("queued")
+        self.start_heartbeats()
+        return queued
+
+    async def granted(self, timeout: float = WAIT) -> Message:
+        """Expect the `welcome` of a seat granted while waiting in the queue."""
+        self.welcome = await self.expect("welcome", timeout)
+        return self.welcome
 
     async def heartbeat(self, seq: int) -> Message:
         await self.send({"type": "heartbeat", "seq": seq})
@@ -399,6 +442,24 @@ class Device:
                     return message
             checked = len(self._inbox)
             self._inbox.append(await self._next(deadline, wanted))
+
+    async def expect_no(self, kind: str, seconds: float) -> None:
+        """Assert that no message of type `kind` comes within `seconds` and the
+        connection stays open.
+
+        The one wait that always takes its full time: use it only for what
+        must not happen, bounded well past when it would. (It relies on the
+        timeout of `expect` itself: cancelling `expect` from an outer
+        `asyncio.wait_for` can be lost on Python 3.11 when a message arrives at
+        the same moment.)
+        """
+        try:
+            message = await self.expect(kind, seconds)
+        except AssertionError:
+            if self.close_code is not None:
+                raise
+            return
+        raise AssertionError(f"unexpected {message}; {self._seen()}")
 
     async def expect_error(self, code: str, timeout: float = WAIT) -> Message:
         """Expect `error` with `code`, of the spec's shape."""
@@ -537,6 +598,14 @@ class Harness:
         opened = await self.device(**device)
         answer = await opened.login(member.token, takeover=takeover)
         assert answer["type"] == "welcome", f"{member.name} was refused: {answer}"
+        return opened
+
+    async def queued_login(self, member: Member, position: int, **device: Any) -> Device:
+        """Open a device and log `member` in with `queue: true`; it must be
+        queued at `position`."""
+        opened = await self.device(**device)
+        queued = await opened.enqueue(member.token)
+        assert queued.get("position") == position, f"expected position {position}: {queued}"
         return opened
 
     async def refused_login(self, member: Member, code: str, **device: Any) -> Device:
