@@ -193,6 +193,10 @@ def _run_node(
             app,
             host=config.host,
             port=config.port,
+            # uvloop and httptools (our dependencies) spend about half the CPU of
+            # asyncio's loop and h11 per heartbeat and per login: docs/PERFORMANCE.md.
+            loop="uvloop",
+            http="httptools",
             ws="websockets-sansio",
             ws_per_message_deflate=False,
             ws_max_size=16 * MAX_FRAME,

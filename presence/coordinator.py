@@ -136,7 +136,7 @@ class Coordinator:
         if user is None:
             session.end(
                 4401,
-                wire.error_frame("unauthorized", "The token is missing or not valid.", False),
+                wire.error_frame("unauthorized", "The token is missing or not valid."),
             )
             return False
         session.user = user
@@ -176,7 +176,7 @@ class Coordinator:
             self.sessions.pop(session.id, None)
             session.end(
                 4403,
-                wire.error_frame("no_license", "Your user has no license to log in.", False),
+                wire.error_frame("no_license", "Your user has no license to log in."),
             )
             return False
         if isinstance(outcome, Granted):
@@ -371,7 +371,7 @@ class Coordinator:
             session = self.sessions.get(note["session"])
             if session is not None and session.waiting:
                 session.waiting = False
-                await session.error(note["code"], note["message"])
+                session.push(wire.error_frame(note["code"], note["message"]))
         for watcher in self.watchers:
             await watcher.noted(note)
 
@@ -386,9 +386,7 @@ class Coordinator:
         if session.ended or reason not in CLOSE_CODES:
             return
         session.lease = None
-        await self._leave(session, reason)  # a waiting session leaves its queue
-        self._forget(session)
-        session.end_for(reason)
+        await self._expire(session, reason)  # a waiting session leaves its queue
 
     async def _tick_loop(self) -> None:
         ttl = self.config.lease_ttl
@@ -406,13 +404,15 @@ class Coordinator:
                         await self.store.renew_node()
                     except StorageError:
                         if late:
-                            await self._end_all(seats.LEASE_EXPIRED)
+                            self._end_all(seats.LEASE_EXPIRED)
                         raise
                     renewed = now
                     if late:
                         await self._resync()
                 await self._expire_sessions(now)
                 await self._free_orphans()
+            except StorageError as exc:
+                logger.warning("tick: %s", exc)
             except Exception:
                 logger.exception("tick failed")
 
@@ -452,7 +452,7 @@ class Coordinator:
             elif lease is None and all(w.session_id != session.id for w in queue):
                 await self._end(session, seats.LEASE_EXPIRED)
 
-    async def _end_all(self, reason: str) -> None:
+    def _end_all(self, reason: str) -> None:
         """End every session holding or waiting for something, without the store."""
         for session in list(self.sessions.values()):
             if session.lease is not None or session.waiting:

@@ -35,7 +35,6 @@ END_MESSAGES = {
     seats.RELEASED_BY_ADMIN: "An administrator released your seat.",
     seats.SERVER_SHUTDOWN: "The server is shutting down; log in again in a moment.",
 }
-RETRYABLE = {"seat_occupied", "already_logged_in", "rate_limited", "hello_timeout"}
 
 
 class Link(Protocol):
@@ -96,7 +95,7 @@ class Session:
             self.link.push(frame)
 
     async def error(self, code: str, message: str) -> None:
-        await self.reply(wire.error_frame(code, message, code in RETRYABLE))
+        await self.reply(wire.error_frame(code, message))
 
     def end(self, code: int, frame: str | None = None) -> None:
         """Send a last frame, then close the connection."""

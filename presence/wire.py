@@ -210,7 +210,12 @@ def session_ended_frame(reason: str, message: str) -> str:
     return encode({"type": "session_ended", "reason": reason, "message": message})
 
 
-def error_frame(code: str, message: str, retryable: bool) -> str:
+# Errors after which the same request may succeed later.
+RETRYABLE = frozenset({"seat_occupied", "already_logged_in", "rate_limited", "hello_timeout"})
+
+
+def error_frame(code: str, message: str) -> str:
+    retryable = code in RETRYABLE
     return encode({"type": "error", "code": code, "message": message, "retryable": retryable})
 
 

@@ -59,7 +59,7 @@ async def device_endpoint(websocket: WebSocket) -> None:
             if allowed:
                 await _serve(websocket, link, coordinator, session)
             else:
-                session.end(4429, wire.error_frame("rate_limited", TOO_MANY_CONNECTIONS, True))
+                session.end(4429, wire.error_frame("rate_limited", TOO_MANY_CONNECTIONS))
         except asyncio.CancelledError:
             if not link.cut_off:
                 raise
@@ -77,18 +77,21 @@ async def _serve(
     limits = _Limits()
     deadline = time.monotonic() + coordinator.config.hello_timeout
     while not session.ended:
-        timeout = None if session.user else deadline - time.monotonic()
-        try:
-            frame = await asyncio.wait_for(link.receive(), timeout)
-        except TimeoutError:
-            text = "No hello arrived in time; connect again."
-            session.end(4408, wire.error_frame("hello_timeout", text, True))
-            return
+        if session.user is not None:
+            # Not through wait_for: it costs each held session a suspended frame.
+            frame = await link.receive()
+        else:
+            try:
+                frame = await asyncio.wait_for(link.receive(), deadline - time.monotonic())
+            except TimeoutError:
+                text = "No hello arrived in time; connect again."
+                session.end(4408, wire.error_frame("hello_timeout", text))
+                return
         if frame is None:
             return
         if not limits.take():
             text = f"More than {RATE_LIMIT} messages in one second."
-            session.end(4429, wire.error_frame("rate_limited", text, True))
+            session.end(4429, wire.error_frame("rate_limited", text))
             return
         try:
             message = wire.parse(frame)
@@ -98,14 +101,14 @@ async def _serve(
                 await session.error("not_logged_in", "Say hello first.")
             elif guard.blocked(address):
                 text = "Too many failed authentications from your address; wait a minute."
-                session.end(4429, wire.error_frame("rate_limited", text, True))
+                session.end(4429, wire.error_frame("rate_limited", text))
             elif not await coordinator.hello(session, message) and session.user is None:
                 guard.failed(address)  # the token was refused
         except wire.BadMessage as exc:
             if exc.code == "too_large":
-                session.end(1009, wire.error_frame(exc.code, exc.message, False))
+                session.end(1009, wire.error_frame(exc.code, exc.message))
             elif limits.too_many_bad():
-                session.end(4400, wire.error_frame(exc.code, exc.message, False))
+                session.end(4400, wire.error_frame(exc.code, exc.message))
             else:
                 await session.error(exc.code, exc.message)
 

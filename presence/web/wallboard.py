@@ -32,7 +32,7 @@ async def wallboard_endpoint(websocket: WebSocket) -> None:
                 raise _Refused("rate_limited", TOO_MANY_CONNECTIONS, 4429)
             await _serve(websocket, link)
         except _Refused as refused:
-            link.push(wire.error_frame(refused.code, refused.message, False))
+            link.push(wire.error_frame(refused.code, refused.message))
             link.close(refused.close_code)
             await link.drain()
 
