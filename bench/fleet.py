@@ -1,0 +1,100 @@
+"""The load generator's processes, driven from the runner.
+
+One :class:`Fleet` is a few :mod:`bench.worker` processes. :meth:`Fleet.call`
+sends a command to every worker at once, each with its own arguments (its
+share of the sockets), and gathers their results in worker order.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+from collections.abc import Sequence
+from multiprocessing.connection import Connection
+from multiprocessing.process import BaseProcess
+from typing import Any, TypeVar
+
+from . import worker
+
+T = TypeVar("T")
+
+#: The longest any one command may run; a worker that takes longer has hung.
+COMMAND_TIMEOUT = 300.0
+
+
+class WorkerFailed(Exception):
+    """A worker raised, hung or died; the message carries its traceback."""
+
+
+def split(items: Sequence[T], parts: int) -> list[list[T]]:
+    """``items`` dealt round-robin into ``parts`` lists."""
+    return [list(items[n::parts]) for n in range(parts)]
+
+
+class Fleet:
+    def __init__(self, size: int) -> None:
+        context = multiprocessing.get_context("spawn")
+        self.pipes: list[Connection] = []
+        self.processes: list[BaseProcess] = []
+        for n in range(size):
+            ours, theirs = context.Pipe()
+            process = context.Process(
+                target=worker.main, args=(theirs, n), name=f"bench-worker-{n}", daemon=True
+            )
+            process.start()
+            theirs.close()
+            self.pipes.append(ours)
+            self.processes.append(process)
+
+    @property
+    def size(self) -> int:
+        return len(self.pipes)
+
+    def call(self, command: str, each: Sequence[dict[str, Any]]) -> list[Any]:
+        """Run ``command`` on every worker, worker ``n`` with arguments ``each[n]``."""
+        for pipe, arguments in zip(self.pipes, each, strict=True):
+            pipe.send((command, arguments))
+        # Every reply is read before any failure is raised, so no pipe is left out of step.
+        replies = [self._reply(n, command, check=False) for n in range(self.size)]
+        for n, (status, result) in enumerate(replies):
+            if status != "ok":
+                raise WorkerFailed(f"worker {n} failed in {command}:\n{result}")
+        return [result for _, result in replies]
+
+    def _reply(self, n: int, command: str, check: bool = True) -> Any:
+        pipe = self.pipes[n]
+        if not pipe.poll(COMMAND_TIMEOUT):
+            raise WorkerFailed(f"worker {n} did not finish {command} in {COMMAND_TIMEOUT}s")
+        try:
+            status, result = pipe.recv()
+        except EOFError:
+            raise WorkerFailed(f"worker {n} died during {command}") from None
+        if not check:
+            return status, result
+        if status != "ok":
+            raise WorkerFailed(f"worker {n} failed in {command}:\n{result}")
+        return result
+
+    def call_one(self, n: int, command: str, **arguments: Any) -> Any:
+        """Run ``command`` on worker ``n`` only."""
+        self.pipes[n].send((command, arguments))
+        return self._reply(n, command)
+
+    def call_all(self, command: str, **arguments: Any) -> list[Any]:
+        """Run ``command`` with the same arguments on every worker."""
+        return self.call(command, [arguments] * self.size)
+
+    def cpu(self) -> float:
+        """CPU seconds used by all workers so far."""
+        return float(sum(self.call_all("cpu")))
+
+    def close(self) -> None:
+        for pipe in self.pipes:
+            try:
+                pipe.send(("exit", {}))
+            except OSError:
+                pass
+        for process in self.processes:
+            process.join(10)
+            if process.is_alive():
+                process.kill()
+                process.join()

@@ -1,0 +1,173 @@
+"""The results as a table against the targets, and the heartbeat latency plot."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+BARE = ("starlette", "websockets")
+SERVERS = ("presence", *BARE)
+LABELS = {"presence": "presence", "starlette": "bare starlette", "websockets": "bare websockets"}
+
+Results = dict[str, Any]
+Row = tuple[str, str, str, str, str, str, str]
+
+
+def _fmt(value: float | None, scale: float = 1.0, digits: int = 1) -> str:
+    return "-" if value is None else f"{value * scale:,.{digits}f}"
+
+
+def _ratio(ours: float | None, theirs: float | None) -> str:
+    return "-" if ours is None or not theirs else f"{ours / theirs:.2f}x"
+
+
+def _verdict(ok: bool | None) -> str:
+    return "" if ok is None else ("met" if ok else "MISSED")
+
+
+def _compare(
+    results: Results,
+    scenario: str,
+    name: str,
+    key: str,
+    scale: float,
+    target: str = "",
+    check: Callable[[float, float], bool] | None = None,
+    relative: bool = True,
+) -> Row:
+    """A row of one figure for our server and the bare ones, with ratios."""
+    figures = results.get(scenario, {})
+    ours, starlette, websockets = (figures.get(s, {}).get(key) for s in SERVERS)
+    ok = None
+    if check is not None and ours is not None and (starlette or not relative):
+        ok = check(ours, starlette or 0.0)
+    return (
+        name,
+        _fmt(ours, scale),
+        _fmt(starlette, scale),
+        _fmt(websockets, scale),
+        f"{_ratio(ours, starlette)} / {_ratio(ours, websockets)}",
+        target,
+        _verdict(ok),
+    )
+
+
+def rows(results: Results) -> list[Row]:
+    """The table: each figure of ours, of the bare servers, the ratios, the target."""
+    table: list[Row] = []
+    hold = results.get("hold", {}).get("presence")
+    if hold:
+        n = f"{hold['sessions']:,}"
+        table += [
+            _compare(results, "hold", f"hold {n}: KiB per session", "kib_per_session", 1,
+                     "<= 1.2x starlette", lambda o, s: o <= 1.2 * s),
+            _compare(results, "hold", f"hold {n}: CPU us per heartbeat", "cpu_per_heartbeat",
+                     1e6, "<= 1.5x starlette", lambda o, s: o <= 1.5 * s),
+            _compare(results, "hold", f"hold {n}: heartbeat p50 ms", "rtt_p50", 1e3),
+            _compare(results, "hold", f"hold {n}: heartbeat p99 ms", "rtt_p99", 1e3,
+                     "<= 50 ms", lambda o, s: o <= 0.050, relative=False),
+        ]  # fmt: skip
+    storm = results.get("storm", {}).get("presence")
+    if storm:
+        n = f"{storm['logins']:,}"
+        table += [
+            _compare(results, "storm", f"storm {n}: logins per s", "logins_per_s", 1,
+                     ">= 1,000", lambda o, s: o >= 1000, relative=False),
+            _compare(results, "storm", f"storm {n}: hello->welcome p50 ms", "p50", 1e3),
+            _compare(results, "storm", f"storm {n}: hello->welcome p99 ms", "p99", 1e3),
+            _compare(results, "storm", f"storm {n}: CPU ms per login", "cpu_per_login", 1e3,
+                     "<= 2x starlette", lambda o, s: o <= 2 * s),
+        ]  # fmt: skip
+    race = results.get("contention")
+    if race:
+        name = f"contention {race['contenders']:,} for {race['seats']}"
+        table += [
+            (f"{name}: grants", str(race["granted"]), "", "", "", f"exactly {race['seats']}",
+             _verdict(race["ok"])),
+            (f"{name}: all answered ms", _fmt(race["all_answered_s"], 1e3), "", "", "", "", ""),
+        ]  # fmt: skip
+    for k, fan in results.get("fanout", {}).items():
+        name = f"fan-out {int(k):,}"
+        big = int(k) >= 10_000
+        table += [
+            (f"{name}: p50 ms", _fmt(fan["p50"], 1e3), "", "", "", "", ""),
+            (f"{name}: p99 ms", _fmt(fan["p99"], 1e3), "", "", "",
+             "<= 250 ms" if big else "", _verdict(fan["p99"] <= 0.25) if big else ""),
+            (f"{name}: missed deliveries", str(fan["missing"]), "", "", "", "0",
+             _verdict(fan["missing"] == 0)),
+        ]  # fmt: skip
+    cluster = results.get("cluster", {})
+    if "skipped" in cluster:
+        table.append(("cluster (2 nodes, PostgreSQL)", "not run", "", "", "", "", ""))
+    if "storm" in cluster:
+        c = cluster["storm"]
+        table += [
+            ("cluster storm: logins per s", _fmt(c["logins_per_s"]), "", "", "", "", ""),
+            ("cluster storm: p99 ms", _fmt(c["p99"], 1e3), "", "", "", "", ""),
+            ("cluster storm: node CPU ms per login", _fmt(c["cpu_per_login"], 1e3),
+             "", "", "", "", ""),
+            ("cluster storm: PostgreSQL CPU ms per login",
+             _fmt(c["postgres_cpu_per_login"], 1e3), "", "", "", "", ""),
+        ]  # fmt: skip
+    for k, fan in cluster.get("fanout", {}).items():
+        table += [
+            (f"cluster fan-out {int(k):,}: p50 ms", _fmt(fan["p50"], 1e3), "", "", "", "", ""),
+            (f"cluster fan-out {int(k):,}: p99 ms", _fmt(fan["p99"], 1e3), "", "", "", "", ""),
+        ]
+    return table
+
+
+HEADER: Row = ("figure", "presence", "starlette", "websockets", "ratio st / ws", "target", "")
+
+
+def table(results: Results) -> str:
+    body = [HEADER, *rows(results)]
+    widths = [max(len(row[i]) for row in body) for i in range(len(HEADER))]
+    lines = []
+    for n, row in enumerate(body):
+        cells = [row[0].ljust(widths[0])] + [
+            c.rjust(w) for c, w in zip(row[1:], widths[1:], strict=True)
+        ]
+        lines.append("  ".join(cells).rstrip())
+        if n == 0:
+            lines.append("-" * len(lines[0]))
+    return "\n".join(lines)
+
+
+def markdown(results: Results) -> str:
+    """The same table in Markdown, for docs/PERFORMANCE.md."""
+    lines = ["| " + " | ".join(HEADER[:-1]) + " | |", "|---" + "|---:" * 4 + "|---|---|"]
+    lines += ["| " + " | ".join(row) + " |" for row in rows(results)]
+    return "\n".join(lines)
+
+
+def plot(results: Results, path: Path) -> None:
+    """Heartbeat round trip (p50 and p99) against connected devices, per server."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axes = plt.subplots(figsize=(8, 5))
+    for server, color in zip(SERVERS, ("tab:red", "tab:blue", "tab:green"), strict=True):
+        points = results.get("hold", {}).get(server, {}).get("points", [])
+        if not points:
+            continue
+        sessions = [p["sessions"] for p in points]
+        label = LABELS[server]
+        axes.plot(sessions, [p["rtt_p50"] * 1e3 for p in points], "o-", color=color,
+                  label=f"{label} p50")  # fmt: skip
+        axes.plot(sessions, [p["rtt_p99"] * 1e3 for p in points], "s--", color=color,
+                  label=f"{label} p99")  # fmt: skip
+    axes.axhline(50, color="grey", linestyle=":", label="target p99 (50 ms)")
+    axes.set_yscale("log")
+    axes.set_xlabel("connected devices, each heartbeating every "
+                    f"{results['options']['interval']:g} s")  # fmt: skip
+    axes.set_ylabel("heartbeat round trip (ms)")
+    axes.set_title("Heartbeat latency against connected devices")
+    axes.grid(True, which="both", alpha=0.3)
+    axes.legend(fontsize="small")
+    figure.tight_layout()
+    figure.savefig(path, dpi=100)
+    plt.close(figure)
