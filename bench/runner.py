@@ -77,7 +77,7 @@ def machine() -> dict[str, Any]:
                       if line.startswith("model name")), platform.machine())  # fmt: skip
     with open("/proc/meminfo") as meminfo:
         ram_kib = int(next(line.split()[1] for line in meminfo if line.startswith("MemTotal")))
-    packages = ("uvicorn", "starlette", "websockets", "uvloop", "httptools", "aiosqlite")
+    packages = ("uvicorn", "starlette", "websockets", "uvloop", "httptools")
     return {
         "cpu": model,
         "cores": os.cpu_count(),

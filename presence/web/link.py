@@ -13,6 +13,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections import deque
+from collections.abc import Coroutine
+from typing import Any
 
 from starlette.websockets import WebSocket
 
@@ -62,6 +64,9 @@ class Link:
     def _queue(self, item: str | int) -> None:
         if self.cut_off:
             return
+        if self.pusher is None and not self.outbox:
+            self._send_now(item)
+            return
         if len(self.outbox) >= MAX_OUTBOX:
             METRICS.cut_off.inc("not_reading")
             self.cut_off = True
@@ -73,16 +78,50 @@ class Link:
             return
         self.outbox.append(item)
         if self.pusher is None:
-            self.pusher = asyncio.create_task(self._push())
+            self.pusher = asyncio.create_task(self._push(None))
 
-    async def _push(self) -> None:
+    def _send_now(self, item: str | int) -> None:
+        """Send without a task: a connection that can take the frame takes it at once.
+
+        The send is driven one step by hand; only if it has to wait for the
+        connection (its buffer is full) does a task take over the rest.
+        """
+        sending = self._send(item)
         try:
+            waiting = sending.send(None)
+        except StopIteration:
+            return
+        except Exception:  # the connection is gone: its endpoint cleans up
+            return
+        self.pusher = asyncio.create_task(self._push((sending, waiting)))
+
+    async def _send(self, item: str | int) -> None:
+        if isinstance(item, int):
+            await self.websocket.close(item)
+        else:
+            await self.websocket.send_text(item)
+
+    async def _push(self, started: tuple[Coroutine[Any, Any, None], Any] | None) -> None:
+        """Finish a send that had to wait, if any, then send the outbox in order."""
+        try:
+            if started is not None:
+                sending, waiting = started
+                try:
+                    while True:
+                        # What the send waits on: a future, or None for a bare yield.
+                        if waiting is None:
+                            await asyncio.sleep(0)
+                        else:
+                            # As a task's step does, before it waits on the future.
+                            waiting._asyncio_future_blocking = False
+                            await waiting
+                        waiting = sending.send(None)
+                except StopIteration:
+                    pass
+                finally:
+                    sending.close()
             while self.outbox:
-                item = self.outbox.popleft()
-                if isinstance(item, int):
-                    await self.websocket.close(item)
-                else:
-                    await self.websocket.send_text(item)
+                await self._send(self.outbox.popleft())
         except Exception:  # the connection is gone: its endpoint cleans up
             self.outbox.clear()
         finally:
