@@ -26,6 +26,7 @@ from . import demo
 from .config import Config
 from .coordinator import Coordinator
 from .web.app import create_app
+from .web.http import HeadersDeadline
 from .wire import MAX_FRAME
 
 logger = logging.getLogger(__name__)
@@ -193,10 +194,10 @@ def _run_node(
             app,
             host=config.host,
             port=config.port,
-            # uvloop and httptools (our dependencies) spend about half the CPU of
+            # uvloop and httptools (under HeadersDeadline) spend about half the CPU of
             # asyncio's loop and h11 per heartbeat and per login: docs/PERFORMANCE.md.
             loop="uvloop",
-            http="httptools",
+            http=HeadersDeadline,
             ws="websockets-sansio",
             ws_per_message_deflate=False,
             ws_max_size=16 * MAX_FRAME,
