@@ -58,6 +58,7 @@ class Coordinator:
         self._wake = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self._stopping = False
+        self._unreleased: list[Session] = []  # closed while the database was away
         self.watchers: list[Watcher] = []
         store.subscribe(self._on_note)
 
@@ -207,11 +208,12 @@ class Coordinator:
             raise wire.BadMessage("This session already said hello.")
 
     async def call(self, session: Session, message: wire.CallStart | wire.CallEnd) -> None:
-        if session.lease is None:
+        held = session.lease  # it may be ended meanwhile, by another node's note
+        if held is None:
             await session.error("not_logged_in", "Calls need a seat or a named login first.")
             return
-        async with self.store.transaction(session.lease.domain_id) as tx:
-            lease = await tx.lease(session.lease.id)
+        async with self.store.transaction(held.domain_id) as tx:
+            lease = await tx.lease(held.id)
             if lease is None:
                 result: Decisions | Refusal = Refusal(
                     session.id, "not_logged_in", "This session no longer holds its lease."
@@ -246,7 +248,11 @@ class Coordinator:
         session.ended = True
         self._forget(session)
         if not self._stopping:
-            await self._leave(session, seats.DISCONNECTED)
+            try:
+                await self._leave(session, seats.DISCONNECTED)
+            except StorageError:  # freed by the ticker once the database answers
+                if session not in self._unreleased:
+                    self._unreleased.append(session)
 
     # Internals.
 
@@ -276,16 +282,20 @@ class Coordinator:
             return
         assert session.user is not None
         domain_id = session.user.domain_id
-        async with self.store.transaction(domain_id) as tx:
-            now = await tx.now()
-            if lease is not None:
-                current = await tx.lease(lease.id)
-                if current is not None:
-                    await leases.release(tx, current, reason, now)
-            elif session.pool is not None:
-                book = await leases.load_book(tx, session.pool)
-                book.leave(session.id, now)
-                await leases.commit(tx, domain_id, book)
+        try:
+            async with self.store.transaction(domain_id) as tx:
+                now = await tx.now()
+                if lease is not None:
+                    current = await tx.lease(lease.id)
+                    if current is not None:
+                        await leases.release(tx, current, reason, now)
+                elif session.pool is not None:
+                    book = await leases.load_book(tx, session.pool)
+                    book.leave(session.id, now)
+                    await leases.commit(tx, domain_id, book)
+        except StorageError:
+            session.lease, session.waiting = lease, waiting  # to be left again later
+            raise
 
     def _subscribe(self, session: Session) -> None:
         key = session.pool_key
@@ -397,18 +407,21 @@ class Coordinator:
             try:
                 now = self.clock()
                 if now - renewed >= ttl / 3:
-                    # Past the TTL (paused, or the database was out of reach) other
-                    # nodes may have freed this node's leases: stop using them.
-                    late = now - renewed > ttl
                     try:
                         await self.store.renew_node()
                     except StorageError:
-                        if late:
+                        # Other nodes free this node's leases once its last renewal
+                        # is lease_ttl old: stop using them just before.
+                        if now - renewed > ttl - 2 * tick:
                             self._end_all(seats.LEASE_EXPIRED)
                         raise
-                    renewed = now
-                    if late:
+                    # Paused past the TTL: other nodes may have freed the leases.
+                    if now - renewed > ttl:
                         await self._resync()
+                    renewed = now
+                while self._unreleased:
+                    await self._leave(self._unreleased[0], seats.DISCONNECTED)
+                    self._unreleased.pop(0)
                 await self._expire_sessions(now)
                 await self._free_orphans()
             except StorageError as exc:
@@ -453,12 +466,17 @@ class Coordinator:
                 await self._end(session, seats.LEASE_EXPIRED)
 
     def _end_all(self, reason: str) -> None:
-        """End every session holding or waiting for something, without the store."""
+        """End every session holding or waiting for something, without the store.
+
+        What they held is freed once the database answers again, if another
+        node has not freed it meanwhile.
+        """
         for session in list(self.sessions.values()):
             if session.lease is not None or session.waiting:
-                session.lease, session.waiting = None, False
                 self._forget(session)
                 session.end_for(reason)
+                if session not in self._unreleased:
+                    self._unreleased.append(session)
 
     async def _expire(self, session: Session, reason: str) -> None:
         await self._leave(session, reason)

@@ -66,13 +66,13 @@ ClientMessage = Hello | Acquire | Heartbeat | CallStart | CallEnd | Logout
 
 def parse(frame: str | bytes) -> ClientMessage:
     """Parse one client frame; raise :exc:`BadMessage` saying what is wrong."""
+    if _size(frame) > MAX_FRAME:
+        raise BadMessage(f"Frames are limited to {MAX_FRAME} bytes.", "too_large")
     if isinstance(frame, bytes):
         raise BadMessage("Frames must be text, not binary.")
-    if len(frame) > MAX_FRAME // 4 and len(frame.encode()) > MAX_FRAME:
-        raise BadMessage(f"Frames are limited to {MAX_FRAME} bytes.", "too_large")
     try:
         data = json.loads(frame)
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: nested thousands deep
         raise BadMessage("The frame is not JSON.") from None
     if not isinstance(data, dict):
         raise BadMessage("The frame must be a JSON object.")
@@ -80,7 +80,8 @@ def parse(frame: str | bytes) -> ClientMessage:
     if kind == "hello":
         token = data.get("token")
         return Hello(
-            token=token if isinstance(token, str) else "",  # refused as unauthorized
+            # A token that cannot be one is refused as unauthorized, like a wrong one.
+            token=token if isinstance(token, str) and is_unicode(token) else "",
             device=_device(data.get("device")),
             takeover=_flag(data, "takeover"),
             queue=_flag(data, "queue"),
@@ -89,7 +90,9 @@ def parse(frame: str | bytes) -> ClientMessage:
         return Acquire(takeover=_flag(data, "takeover"), queue=_flag(data, "queue"))
     if kind == "heartbeat":
         seq = data.get("seq")
-        if seq is not None and (isinstance(seq, bool) or not isinstance(seq, int | str)):
+        if isinstance(seq, str):
+            return Heartbeat(_text(data, "seq", 0, 128))
+        if seq is not None and (isinstance(seq, bool) or not isinstance(seq, int)):
             raise BadMessage("heartbeat.seq must be an integer or a string.")
         return Heartbeat(seq)
     if kind == "call_start":
@@ -101,11 +104,28 @@ def parse(frame: str | bytes) -> ClientMessage:
     raise BadMessage(f"Unknown message type {str(kind)[:64]!r}.")
 
 
+def _size(frame: str | bytes) -> int:
+    if isinstance(frame, bytes) or len(frame) <= MAX_FRAME // 4:  # no character is over 4 bytes
+        return len(frame)
+    return len(frame.encode(errors="surrogatepass"))
+
+
 def _text(data: dict[str, Any], key: str, shortest: int, longest: int) -> str:
     value = data.get(key)
     if not isinstance(value, str) or not shortest <= len(value) <= longest:
         raise BadMessage(f"{key} must be a string of {shortest} to {longest} characters.")
+    if not is_unicode(value):
+        raise BadMessage(f"{key} holds a lone surrogate (\\ud800-\\udfff), not text.")
     return value
+
+
+def is_unicode(text: str) -> bool:
+    """Whether ``text`` is real Unicode: JSON escapes can smuggle in lone surrogates."""
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _flag(data: dict[str, Any], key: str) -> bool:
@@ -118,17 +138,13 @@ def _flag(data: dict[str, Any], key: str) -> bool:
 def _device(data: Any) -> Device:
     if not isinstance(data, dict):
         raise BadMessage("device must be an object {id, kind, name?}.")
-    device_id = data.get("id")
-    if not isinstance(device_id, str) or not 1 <= len(device_id) <= 64:
-        raise BadMessage("device.id must be a string of 1 to 64 characters.")
+    device_id = _text(data, "id", 1, 64)
     if not device_id.isprintable():
         raise BadMessage("device.id must be printable characters only.")
     kind = data.get("kind")
     if kind not in DEVICE_KINDS:
         raise BadMessage(f"device.kind must be one of {', '.join(DEVICE_KINDS)}.")
-    name = data.get("name", "")
-    if not isinstance(name, str) or len(name) > 128:
-        raise BadMessage("device.name must be a string of at most 128 characters.")
+    name = _text(data, "name", 0, 128) if "name" in data else ""
     return Device(device_id, kind, name)
 
 
@@ -215,7 +231,9 @@ def session_ended_frame(reason: str, message: str) -> str:
 
 
 # Errors after which the same request may succeed later.
-RETRYABLE = frozenset({"seat_occupied", "already_logged_in", "rate_limited", "hello_timeout"})
+RETRYABLE = frozenset(
+    {"seat_occupied", "already_logged_in", "rate_limited", "hello_timeout", "unavailable"}
+)
 
 
 def error_frame(code: str, message: str) -> str:

@@ -16,7 +16,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -77,8 +77,9 @@ class ServerProcess:
     The logs of every run are appended to `workdir`/stdout.log and stderr.log.
     """
 
-    def __init__(self, workdir: Path, lease_ttl: int) -> None:
+    def __init__(self, workdir: Path, lease_ttl: int, extra: Sequence[str] = ()) -> None:
         self.workdir = workdir
+        self.extra = tuple(extra)  # more `serve` flags, e.g. ("--auth-failures-per-minute", "3")
         self.server = Server(
             f"http://127.0.0.1:{_free_port()}",
             f"admin-{os.urandom(16).hex()}",
@@ -114,6 +115,7 @@ class ServerProcess:
             str(HEARTBEAT_INTERVAL),
             "--lease-ttl",
             str(self.server.lease_ttl),
+            *self.extra,
         ]
         with (self.workdir / "stdout.log").open("ab") as out, self.stderr.open("ab") as err:
             self.process = subprocess.Popen(command, cwd=REPO, env=env, stdout=out, stderr=err)
@@ -138,9 +140,9 @@ class ServerProcess:
 
 
 @contextmanager
-def running_server(workdir: Path, lease_ttl: int) -> Iterator[Server]:
+def running_server(workdir: Path, lease_ttl: int, extra: Sequence[str] = ()) -> Iterator[Server]:
     """Run `python -m presence serve` on SQLite in `workdir` until exit."""
-    process = ServerProcess(workdir, lease_ttl)
+    process = ServerProcess(workdir, lease_ttl, extra)
     try:
         process.start()
         yield process.server
@@ -168,6 +170,36 @@ def server_process(tmp_path: Path) -> Iterator[ServerProcess]:
         yield process
     finally:
         process.stop()
+
+
+#: Starts a server of the test's own with more `serve` flags; see `own_server`.
+StartServer = Callable[..., ServerProcess]
+
+
+@pytest.fixture
+def own_server(tmp_path: Path) -> Iterator[StartServer]:
+    """Start servers of the test's own: `own_server("--flag", "value", lease_ttl=2)`.
+
+    For tests that need a configuration of their own, or that must not disturb
+    the shared server (limits per client address: every test comes from
+    127.0.0.1). Each server runs in its own subdirectory of `tmp_path`; all are
+    stopped at the end of the test.
+    """
+    started: list[ServerProcess] = []
+
+    def start(*extra: str, lease_ttl: int = 2) -> ServerProcess:
+        workdir = tmp_path / f"server-{len(started)}"
+        workdir.mkdir()
+        process = ServerProcess(workdir, lease_ttl, extra)
+        started.append(process)
+        process.start()
+        return process
+
+    try:
+        yield start
+    finally:
+        for process in started:
+            process.stop()
 
 
 @pytest.fixture

@@ -55,7 +55,8 @@ LOCK_DOMAIN = "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))"
 LOCK_SCHEMA = "SELECT pg_advisory_xact_lock(hashtextextended('presence schema', 0))"
 
 # The driver's errors that mean the database failed or refused a statement.
-_ERRORS = (asyncpg.PostgresError, asyncpg.InterfaceError, OSError)
+# InternalClientError: a connection cut in the middle of an operation.
+_ERRORS = (asyncpg.PostgresError, asyncpg.InterfaceError, asyncpg.InternalClientError, OSError)
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS domains (

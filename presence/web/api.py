@@ -16,6 +16,7 @@ from ..admin import Admin
 from ..core.model import PLANS, Domain, License, Pool
 from ..errors import BadRequest
 from ..storage import TokenGrant
+from ..wire import is_unicode
 from .guard import authenticated
 
 ID = re.compile(r"[a-z0-9][a-z0-9-]{0,62}")
@@ -58,8 +59,8 @@ def _id(body: dict[str, Any], field: str = "id") -> str:
 
 def _name(body: dict[str, Any], field: str = "name") -> str:
     value = body.get(field)
-    if not isinstance(value, str) or not 1 <= len(value.strip()) <= 200:
-        raise BadRequest(field, f"{field} must be a string of 1 to 200 characters.")
+    if not isinstance(value, str) or not 1 <= len(value.strip()) <= 200 or not is_unicode(value):
+        raise BadRequest(field, f"{field} must be text of 1 to 200 characters.")
     return value.strip()
 
 
@@ -178,7 +179,12 @@ async def list_users(request: Request, admin: Admin, who: TokenGrant) -> Respons
 async def create_user(request: Request, admin: Admin, who: TokenGrant) -> Response:
     body = await _body(request)
     email = body.get("email")
-    if not isinstance(email, str) or len(email) > 254 or not EMAIL.fullmatch(email):
+    if (
+        not isinstance(email, str)
+        or len(email) > 254
+        or not EMAIL.fullmatch(email)
+        or not is_unicode(email)
+    ):
         raise BadRequest("email", "email must be an e-mail address.")
     user = await admin.create_user(
         who, request.path_params["domain"], email, _name(body), _license(body.get("license"))

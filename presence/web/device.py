@@ -13,6 +13,7 @@ from starlette.websockets import WebSocket
 
 from .. import wire
 from ..coordinator import Coordinator
+from ..errors import StorageError
 from ..session import Session
 from .guard import TOO_MANY_CONNECTIONS, Guard, address_of, counted
 from .link import Link
@@ -104,6 +105,9 @@ async def _serve(
                 session.end(4429, wire.error_frame("rate_limited", text))
             elif not await coordinator.hello(session, message) and session.user is None:
                 guard.failed(address)  # the token was refused
+        except StorageError as exc:
+            # The database is out of reach: say so, and let the device come back.
+            session.end(1011, wire.error_frame(exc.code, exc.message))
         except wire.BadMessage as exc:
             if exc.code == "too_large":
                 session.end(1009, wire.error_frame(exc.code, exc.message))

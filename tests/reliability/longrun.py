@@ -1,0 +1,377 @@
+"""The long runs of issue 7, and the report they write: `python -m tests.reliability`.
+
+1. `kill`: SIGKILL of the SQLite server under a churning fleet, 20 times on one
+   database (`faults.kill_loop`).
+2. `nodes`: two nodes on PostgreSQL under the fleet: node A killed, paused past
+   the lease TTL, and the database stopped and started again, short and long
+   (`faults.node_faults`).
+3. `fuzz`: 10,000+ hostile frames, with a healthy device's heartbeat latency
+   before and during (`hostile.campaign`).
+
+Each writes its figures into `docs/RELIABILITY.md` (or `--out`); the exit
+status is 1 if any run found a fault. Bounded in time: about 8 minutes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+from .faults import Run, kill_loop, node_faults
+from .hostile import campaign, prepare
+
+REPO = Path(__file__).resolve().parent.parent.parent
+NODE_FAULTS = ["kill", "pause", "database:1", "kill", "database:2.5", "pause", "database:6", "kill"]
+FUZZ_BUDGET = 240.0  # seconds
+BASELINE_SECONDS = 15.0
+COMMAND = "python -m tests.reliability"
+
+
+@dataclass
+class Section:
+    title: str
+    ok: bool
+    summary: str
+    body: list[str] = field(default_factory=list)
+
+
+def say(text: str) -> None:
+    print(text, flush=True)
+
+
+def tracebacks(*logs: Path) -> int:
+    """Unhandled exceptions a server logged."""
+    return sum(log.read_text(errors="replace").count("Traceback") for log in logs if log.exists())
+
+
+def table(header: list[str], rows: list[list[object]]) -> list[str]:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(str(cell) for cell in row) + " |" for row in rows]
+    return [*lines, ""]
+
+
+def spread(values: list[float]) -> str:
+    if not values:
+        return "-"
+    return f"median {statistics.median(values):.2f} s, max {max(values):.2f} s"
+
+
+def operations(run: Run) -> list[list[object]]:
+    c = run.counts
+    refusals = sum(n for key, n in c.items() if key.startswith("refused:"))
+    return [
+        ["devices (seat users) / seats", f"{run.users} / {run.seats}"],
+        ["lease TTL", f"{run.lease_ttl:g} s"],
+        ["logins tried", c["logins"]],
+        ["welcomes (acknowledged grants, takeovers included)", run.verdict.grants],
+        ["refused logins", f"{refusals} ({_refusals(run)})"],
+        [
+            "logouts / dropped connections / takeovers",
+            f"{c['logouts']} / {c['drops']} / {c['takeovers']}",
+        ],
+        ["lease proofs (call started and ended)", c["proofs"]],
+        ["presence snapshots checked", run.snapshots],
+        ["faults injected", len(run.cycles)],
+        ["acknowledged grants live at a fault", sum(cycle.live for cycle in run.cycles)],
+        ["**grants lost**", f"**{run.lost}**"],
+        ["**proven double holders**", f"**{len(run.verdict.double_holders)}**"],
+        [
+            "**moments with two believing holders** (beyond 1 s grace)",
+            f"**{len(run.verdict.overlaps)}**",
+        ],
+        [
+            "longest overlap of two holders' beliefs (delivery of one change)",
+            f"{run.verdict.longest_overlap * 1000:.0f} ms",
+        ],
+        ["**fencing-token order faults**", f"**{len(run.verdict.fencing)}**"],
+        ["snapshots with a seat or user twice", len(run.presence_faults)],
+    ]
+
+
+def _refusals(run: Run) -> str:
+    found = sorted(
+        (k.removeprefix("refused:"), n) for k, n in run.counts.items() if k.startswith("refused:")
+    )
+    return ", ".join(f"{code} {n}" for code, n in found)
+
+
+def problems(run: Run) -> list[str]:
+    found = run.problems()
+    if not found:
+        return []
+    shown = [f"- {problem}" for problem in found[:30]]
+    more = [f"- ... and {len(found) - 30} more"] if len(found) > 30 else []
+    return ["Faults found:", "", *shown, *more, ""]
+
+
+def kill_section(workdir: Path, cycles: int) -> Section:
+    say(f"kill -9 loop: {cycles} cycles")
+    run = asyncio.run(kill_loop(workdir, cycles, say=say))
+    logged = tracebacks(workdir / "stderr.log")
+    body = [
+        "Thirty seat users share a pool of ten seats on the SQLite server and log in",
+        "and out continuously: each holds its seat for a moment, proving now and then",
+        "that its lease exists (a call started and ended), then logs out, drops its",
+        "connection, or takes the seat over from its other device; refused, it tries",
+        "again. The server is killed with SIGKILL at a random moment, restarted on the",
+        "same database and port, and the devices come back. After every restart, every",
+        "grant a device had been told of and neither let go nor been told the end of",
+        '("live") must be in the presence snapshot, with its lease id, before anyone',
+        "reconnects; then its holder logs in again from the same device and must get",
+        "the same seat with a higher fencing token. At the end, the per-seat history",
+        "checker (`tests/reliability/history.py`) goes over every welcome, every end,",
+        "every lease proof and every presence snapshot the clients saw.",
+        "",
+        *table(
+            ["figure", "value"],
+            [
+                *operations(run),
+                ["restart (kill to healthy)", spread([c.down_seconds for c in run.cycles])],
+                [
+                    "reclaim (restart to the last holder's welcome)",
+                    spread([c.reclaim_seconds for c in run.cycles]),
+                ],
+                ["unhandled exceptions in the server's log", logged],
+                ["run time", f"{run.seconds:.0f} s"],
+            ],
+        ),
+        *table(
+            ["cycle", "live grants", "lost", "restart", "reclaim"],
+            [
+                [c.fault, c.live, c.lost, f"{c.down_seconds:.2f} s", f"{c.reclaim_seconds:.2f} s"]
+                for c in run.cycles
+            ],
+        ),
+        *problems(run),
+    ]
+    summary = (
+        f"{len(run.cycles)} kills, {run.verdict.grants} grants, {run.lost} lost, "
+        f"{len(run.verdict.double_holders) + len(run.verdict.overlaps)} double holders"
+    )
+    return Section(f"kill -9 of the SQLite server, {cycles} times", run.ok, summary, body)
+
+
+def nodes_section(workdir: Path) -> Section:
+    say(f"two nodes on PostgreSQL: {', '.join(NODE_FAULTS)}")
+    run = asyncio.run(node_faults(workdir, NODE_FAULTS, say=say))
+    logged = tracebacks(*workdir.glob("node-*.log"))
+    notes = [f"- {c.fault}: {note}" for c in run.cycles for note in c.notes]
+    closed = run.counts["refused:closed"]
+    body = [
+        "The same fleet on two nodes, A and B, sharing one PostgreSQL database; each",
+        "device connects to either node. Faults, one after the other under load:",
+        "`kill` (SIGKILL of node A: its devices log in again through B from the same",
+        "device and must keep their seats; then A is started again), `pause` (SIGSTOP",
+        "of node A for the lease TTL + 2 s, then SIGCONT: its devices give up on it after",
+        "3 s without an answer and log in through B; A must never serve the seats it",
+        "lost) and `database:N` (PostgreSQL stopped with a fast shutdown, which cuts",
+        "every connection, and started again N s later: both nodes must report healthy",
+        "again and devices must log in again).",
+        "",
+        *table(
+            ["figure", "value"],
+            [
+                *operations(run),
+                [
+                    "logins answered by a closed connection (mostly while the database was down)",
+                    closed,
+                ],
+                ["unhandled exceptions in the nodes' logs", logged],
+                ["run time", f"{run.seconds:.0f} s"],
+            ],
+        ),
+        *table(
+            ["fault", "live grants", "lost", "back after"],
+            [[c.fault, c.live, c.lost, f"{c.down_seconds:.2f} s"] for c in run.cycles],
+        ),
+        *(["Notes:", "", *notes, ""] if notes else []),
+        *problems(run),
+    ]
+    ok = run.ok and not notes
+    summary = (
+        f"{len(run.cycles)} faults, {run.verdict.grants} grants, {run.lost} lost, "
+        f"{len(run.verdict.double_holders) + len(run.verdict.overlaps)} double holders"
+    )
+    return Section("Node and database faults, two nodes on PostgreSQL", ok, summary, body)
+
+
+def fuzz_section(workdir: Path, frames: int) -> Section:
+    from conftest import ServerProcess
+
+    say(f"hostile frames: {frames}+")
+    process = ServerProcess(workdir, 30, ("--auth-failures-per-minute", "1000000"))
+    process.start()
+    try:
+        server = process.server
+        target = prepare(server.base_url, server.admin_token, f"fuzz-{uuid.uuid4().hex[:8]}")
+        result = campaign(target, frames, FUZZ_BUDGET, BASELINE_SECONDS)
+        alive = process.process is not None and process.process.poll() is None
+    finally:
+        process.stop()
+    logged = tracebacks(workdir / "stderr.log")
+    figures = result.figures
+    ok = alive and not figures.violations and figures.frames >= frames
+    body = [
+        "Hypothesis generates short device connections (`tests/reliability/hostile.py`):",
+        "sometimes a good hello first, then up to six frames of random JSON, messages",
+        "with fields dropped, retyped or added, near-miss types, strings up to 160 KB,",
+        "odd characters (lone surrogates, NUL, controls, bidi overrides), bad UTF-8 in",
+        "text frames, binary frames, frames right at and far over 64 KiB, arrays nested",
+        "30,000 deep, hellos with bad tokens, bad devices and users of every license.",
+        "Each answer is checked against the spec, tracking whether the connection is",
+        "logged in and how many bad messages it sent (the fifth closes it 4400); after",
+        "the frames the connection must still answer a heartbeat. Meanwhile a healthy",
+        "device heartbeats every 50 ms on its own connection.",
+        "",
+        *table(
+            ["figure", "value"],
+            [
+                ["hostile frames sent", figures.frames],
+                ["connections", figures.connections],
+                ["server up at the end (never restarted)", "yes" if alive else "**no**"],
+                ["**answers the spec does not allow**", f"**{sum(figures.violations.values())}**"],
+                ["unhandled exceptions in the server's log", logged],
+                ["healthy heartbeat without the fuzz", result.baseline.summary()],
+                ["healthy heartbeat during the fuzz", result.during.summary()],
+                ["run time", f"{result.seconds:.0f} s"],
+            ],
+        ),
+        *table(["frame family", "frames"], sorted(figures.by_family.items())),
+        *table(["answer", "count"], sorted(figures.answers.items())),
+    ]
+    if figures.violations:
+        body += ["Answers the spec does not allow, by kind, with the first example:", ""]
+        for kind, count in figures.violations.most_common():
+            body += [f"- {count} × {kind}: `{figures.examples[kind][:400]}`"]
+        body += [""]
+    summary = (
+        f"{figures.frames} frames, {sum(figures.violations.values())} wrong answers, "
+        f"heartbeat p99 {result.baseline.p99 * 1000:.1f} ms without, "
+        f"{result.during.p99 * 1000:.1f} ms during"
+    )
+    return Section("Hostile frames", ok, summary, body)
+
+
+def commit() -> str:
+    def git(*args: str) -> str:
+        done = subprocess.run(["git", *args], cwd=REPO, capture_output=True, text=True)
+        return done.stdout.strip()
+
+    head = git("rev-parse", "--short", "HEAD") or "unknown"
+    return head + (" with uncommitted changes" if git("status", "--porcelain", "presence") else "")
+
+
+FAST_TESTS = [
+    ("test_faults.py", "3 kill -9 cycles of the same loop, and one run of each node fault"),
+    (
+        "test_half_open.py",
+        "a holder that stops reading and sending loses its seat within lease_ttl + 1 s",
+    ),
+    (
+        "test_hostile_frames.py",
+        "300 generated scenarios (about 1,000 frames) with the "
+        "heartbeat p99 bound, and frames that once broke the server",
+    ),
+    ("test_deadlines.py", "hello_timeout after 5 s; unfinished HTTP requests closed within 30 s"),
+    ("test_guard.py", "connections per address capped; token guessing blocks the address"),
+    ("test_origin.py", "Origin checked on both WebSocket endpoints"),
+    (
+        "test_auth_matrix.py",
+        "every admin endpoint with every kind of token; refusals change nothing",
+    ),
+    ("test_secrets.py", "tokens stored as SHA-256 only, never logged; database file mode 0600"),
+    ("test_history.py", "the history checker itself, on histories written by hand"),
+]
+
+
+def write(out: Path, sections: list[Section], seconds: float, argv: list[str]) -> None:
+    now = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
+    command = " ".join([COMMAND, *argv])
+    lines = [
+        "# Reliability: faults and hostile input",
+        "",
+        f"Written by `{command}` on {now}, at commit {commit()}, "
+        f"on {os.cpu_count()} CPUs with Python {platform.python_version()}, "
+        f"in {seconds / 60:.1f} minutes.",
+        "",
+        "Everything runs as real processes on 127.0.0.1: the servers, PostgreSQL, and",
+        "the clients, in one asyncio process that timestamps all they see with one",
+        "monotonic clock (the fuzz's healthy device runs in a process of its own).",
+        "",
+        *table(
+            ["run", "result", "figures"],
+            [[s.title, "pass" if s.ok else "**FAIL**", s.summary] for s in sections],
+        ),
+    ]
+    for number, section in enumerate(sections, 1):
+        lines += [f"## {number}. {section.title}", "", *section.body]
+    lines += [
+        "## The fast part, in the normal test suite",
+        "",
+        "`python -m pytest tests/reliability` (about 3 minutes):",
+        "",
+        *[f"- `{name}`: {what}" for name, what in FAST_TESTS],
+        "",
+        "## How to reproduce",
+        "",
+        "```sh",
+        "pip install -e '.[test]'          # and Debian's postgresql package, for `nodes`",
+        f"{COMMAND}                # all three runs, writes docs/RELIABILITY.md",
+        f"{COMMAND} --only kill --cycles 5 --out /tmp/r.md",
+        f"{COMMAND} --only fuzz --frames 2000 --out /tmp/r.md",
+        "python -m pytest tests/reliability -q",
+        "```",
+        "",
+        "A run is random (the fleet's moves, the kill moments, hypothesis' frames); the",
+        "checks are not: any lost grant, double holder, fencing fault or answer outside",
+        "the spec fails it.",
+        "",
+    ]
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text("\n".join(lines))
+
+
+RUNS: dict[str, Callable[[Path, argparse.Namespace], Section]] = {
+    "kill": lambda workdir, args: kill_section(workdir, args.cycles),
+    "nodes": lambda workdir, args: nodes_section(workdir),
+    "fuzz": lambda workdir, args: fuzz_section(workdir, args.frames),
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    parser = argparse.ArgumentParser(prog=COMMAND, description=__doc__.split("\n\n")[0])
+    parser.add_argument("--out", type=Path, default=REPO / "docs" / "RELIABILITY.md")
+    parser.add_argument("--cycles", type=int, default=20, help="kill -9 cycles")
+    parser.add_argument("--frames", type=int, default=10_000, help="hostile frames, at least")
+    parser.add_argument("--only", action="append", choices=sorted(RUNS), help="repeatable")
+    args = parser.parse_args(argv)
+    started = time.monotonic()
+    root = Path(tempfile.mkdtemp(prefix="presence-reliability-"))
+    sections = []
+    for name in args.only or list(RUNS):
+        workdir = root / name
+        workdir.mkdir()
+        section = RUNS[name](workdir, args)
+        say(f"{name}: {'pass' if section.ok else 'FAIL'}: {section.summary}")
+        sections.append(section)
+    write(args.out, sections, time.monotonic() - started, argv)
+    say(f"wrote {args.out}")
+    if all(section.ok for section in sections):
+        shutil.rmtree(root, ignore_errors=True)
+        return 0
+    say(f"the servers' logs are in {root}")
+    return 1
