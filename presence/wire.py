@@ -91,7 +91,7 @@ def parse(frame: str | bytes) -> ClientMessage:
     if kind == "heartbeat":
         seq = data.get("seq")
         if isinstance(seq, str):
-            return Heartbeat(_text(data, "seq", 0, 128))
+            return Heartbeat(_text(data, "seq", 0, MAX_FRAME))
         if seq is not None and (isinstance(seq, bool) or not isinstance(seq, int)):
             raise BadMessage("heartbeat.seq must be an integer or a string.")
         return Heartbeat(seq)
