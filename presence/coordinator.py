@@ -412,7 +412,7 @@ class Coordinator:
                     except StorageError:
                         # Other nodes free this node's leases once its last renewal
                         # is lease_ttl old: stop using them just before.
-                        if now - renewed > ttl - 2 * tick:
+                        if now - renewed > ttl - tick:
                             self._end_all(seats.LEASE_EXPIRED)
                         raise
                     # Paused past the TTL: other nodes may have freed the leases.

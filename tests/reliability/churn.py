@@ -85,7 +85,14 @@ class Line:
             self.closed_at = now
             grant = self.grant
             if grant is not None and grant.ended is None and grant.let_go is None:
-                grant.lost = now
+                code = self.ws.close_code
+                if code is not None and code != 1006:
+                    # The server closed the session itself (e.g. 1011, its database
+                    # out of reach): the device knows the session is over.
+                    grant.ended = now
+                    grant.end_reason = f"closed:{code}"
+                else:
+                    grant.lost = now
             self.answers.put_nowait(CLOSED)
 
     def _on(self, message: dict[str, Any], now: float) -> None:
