@@ -21,12 +21,12 @@ from typing import Protocol
 from . import leases, wire
 from .config import Config
 from .core import seats
-from .core.model import Lease, Pool, User
+from .core.model import Lease, Pool
 from .core.seats import Decisions, Enqueued, Granted, PoolBook, Refusal, Request
 from .errors import StorageError
 from .metrics import METRICS, gauge
 from .session import CLOSE_CODES, Link, Session
-from .storage import Note, Store, Tx
+from .storage import Note, Store
 from .tokens import hash_token
 
 logger = logging.getLogger(__name__)
@@ -169,8 +169,10 @@ class Coordinator:
                     decisions = seats.login_named(held, request, now)
                     outcome = next(e for e in decisions.effects if isinstance(e, Granted))
                 else:
-                    session.pool = await self._pool(tx, user)
-                    decisions = await leases.load_book(tx, session.pool)
+                    pool = await leases.find_pool(tx, domain_id, user.license.pool)
+                    assert pool is not None  # a pool with users cannot be deleted
+                    session.pool = pool
+                    decisions = await leases.load_book(tx, pool)
                     outcome = decisions.acquire(request, now)
                 await leases.commit(tx, domain_id, decisions)
         if outcome is None:
@@ -272,9 +274,6 @@ class Coordinator:
             )  # fmt: skip
         )
 
-    async def _pool(self, tx: Tx, user: User) -> Pool:
-        return next(p for p in await tx.pools(user.domain_id) if p.id == user.license.pool)
-
     async def _leave(self, session: Session, reason: str) -> None:
         lease, waiting = session.lease, session.waiting
         session.lease, session.waiting = None, False
@@ -342,7 +341,7 @@ class Coordinator:
             return
         # A read that takes no domain lock: a change meanwhile announces itself again.
         async with self.store.transaction() as tx:
-            pool = next((p for p in await tx.pools(domain_id) if p.id == pool_id), None)
+            pool = await leases.find_pool(tx, domain_id, pool_id)
             book = await leases.load_book(tx, pool) if pool is not None else None
         for watcher in watchers:
             await watcher.pool_changed(domain_id, pool_id, book)

@@ -101,6 +101,15 @@ class Run:
     seconds: float = 0.0
     grants: list[Grant] = field(default_factory=list)  # everything the clients were told
 
+    def record(self, fleet: Fleet, poller: PresencePoller, seconds: float) -> None:
+        """Take what the clients saw, and the history checker's verdict on it."""
+        self.counts = fleet.counts
+        self.presence_faults = poller.faults
+        self.snapshots = poller.snapshots
+        self.grants = fleet.grants
+        self.verdict = check(fleet.grants, fleet.proofs)
+        self.seconds = seconds
+
     @property
     def lost(self) -> int:
         return sum(cycle.lost for cycle in self.cycles)
@@ -210,12 +219,7 @@ async def kill_loop(
                 await fleet.stop()
         finally:
             await asyncio.to_thread(process.stop)
-    run.counts = fleet.counts
-    run.presence_faults = poller.faults
-    run.snapshots = poller.snapshots
-    run.grants = fleet.grants
-    run.verdict = check(fleet.grants, fleet.proofs)
-    run.seconds = clock() - started
+    run.record(fleet, poller, clock() - started)
     return run
 
 
@@ -370,12 +374,7 @@ async def node_faults(
             for node in nodes.values():
                 await asyncio.to_thread(node.stop)
             await asyncio.to_thread(postgres.remove)
-    run.counts = fleet.counts
-    run.presence_faults = poller.faults
-    run.snapshots = poller.snapshots
-    run.grants = fleet.grants
-    run.verdict = check(fleet.grants, fleet.proofs)
-    run.seconds = clock() - started
+    run.record(fleet, poller, clock() - started)
     return run
 
 
