@@ -169,7 +169,8 @@ class Coordinator:
                     decisions = seats.login_named(held, request, now)
                     outcome = next(e for e in decisions.effects if isinstance(e, Granted))
                 else:
-                    pool = await leases.find_pool(tx, domain_id, user.license.pool)
+                    assert user.license.pool is not None
+                    pool = await tx.pool(domain_id, user.license.pool)
                     assert pool is not None  # a pool with users cannot be deleted
                     session.pool = pool
                     decisions = await leases.load_book(tx, pool)
@@ -341,7 +342,7 @@ class Coordinator:
             return
         # A read that takes no domain lock: a change meanwhile announces itself again.
         async with self.store.transaction() as tx:
-            pool = await leases.find_pool(tx, domain_id, pool_id)
+            pool = await tx.pool(domain_id, pool_id)
             book = await leases.load_book(tx, pool) if pool is not None else None
         for watcher in watchers:
             await watcher.pool_changed(domain_id, pool_id, book)

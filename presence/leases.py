@@ -16,10 +16,6 @@ from .storage import StoredEvent, Tx
 from .views import event_view
 
 
-async def find_pool(tx: Tx, domain_id: str, pool_id: str | None) -> Pool | None:
-    return next((p for p in await tx.pools(domain_id) if p.id == pool_id), None)
-
-
 async def load_book(tx: Tx, pool: Pool) -> PoolBook:
     """A pool's seats as they are now; call inside the domain's transaction."""
     return PoolBook(
@@ -91,7 +87,7 @@ async def release(tx: Tx, lease: Lease, reason: str, now: float) -> None:
         decisions.end(lease, reason, now)
         await commit(tx, lease.domain_id, decisions)
         return
-    pool = await find_pool(tx, lease.domain_id, lease.pool)
+    pool = await tx.pool(lease.domain_id, lease.pool)
     assert pool is not None  # a pool with leases cannot be deleted
     book = await load_book(tx, pool)
     book.release(lease.id, reason, now)
@@ -119,7 +115,7 @@ async def end_user(tx: Tx, user: User, reason: str, now: float) -> None:
     for lease in await tx.leases(user.domain_id, user_id=user.id):
         await release(tx, lease, reason, now)
     if user.license.model == "seat" and user.license.pool is not None:
-        pool = await find_pool(tx, user.domain_id, user.license.pool)
+        pool = await tx.pool(user.domain_id, user.license.pool)
         assert pool is not None  # a pool with users cannot be deleted
         book = await load_book(tx, pool)
         for waiter in list(book.waiters):

@@ -328,6 +328,14 @@ class PostgresTx(Tx):
         )
         return [rows.pool(row) for row in found]
 
+    async def pool(self, domain_id: str, pool_id: str) -> Pool | None:
+        row = await self._conn.fetchrow(
+            f"SELECT {rows.POOL_COLUMNS} FROM pools WHERE domain_id = $1 AND id = $2",
+            domain_id,
+            pool_id,
+        )
+        return rows.pool(row) if row else None
+
     async def insert_pool(self, pool: Pool) -> None:
         await self._insert("pools", rows.POOL_COLUMNS, rows.pool_values(pool))
 

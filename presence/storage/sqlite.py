@@ -4,6 +4,11 @@ The file is opened in WAL mode with ``synchronous=FULL``: every commit is on
 disk before it is acknowledged, so a power loss loses no grant, release or
 fencing token that a client was told about. Transactions run one at a time
 (``BEGIN IMMEDIATE`` behind an asyncio lock), which is the whole node's lock.
+
+The node is the file's only user (it holds an exclusive lock on it), so the
+live leases, which every seat decision reads, are also kept in memory: written
+through to the file, undone with the transaction that rolls back, and read
+without a query.
 """
 
 from __future__ import annotations
@@ -14,6 +19,8 @@ import sqlite3
 import time
 from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
+from dataclasses import replace
+from operator import attrgetter
 from typing import Any
 
 from ..core.model import Domain, Event, Lease, Pool, User, Waiter
@@ -77,6 +84,7 @@ class SQLiteStore(Store):
         self._db: sqlite3.Connection | None = None
         self._lock = asyncio.Lock()
         self._lease_ttl = 0.0
+        self._leases = LiveLeases()
 
     async def open(self, lease_ttl: float) -> None:
         self._lease_ttl = lease_ttl
@@ -85,10 +93,17 @@ class SQLiteStore(Store):
         try:
             db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
             db.row_factory = sqlite3.Row
+            db.execute("PRAGMA locking_mode=EXCLUSIVE")
             db.execute("PRAGMA journal_mode=WAL")
             db.execute("PRAGMA synchronous=FULL")
             db.execute("PRAGMA busy_timeout=5000")
-            db.executescript(SCHEMA)
+            db.executescript(SCHEMA)  # writes, so takes the file's lock until closed
+            found = db.execute(f"SELECT {rows.LEASE_COLUMNS} FROM leases ORDER BY since, rowid")
+            self._leases = LiveLeases(rows.lease(row) for row in found)
+        except sqlite3.OperationalError as exc:
+            if "locked" in str(exc):
+                raise StorageError(f"Cannot open {self.path}: another node is using it.") from exc
+            raise StorageError(f"Cannot open {self.path}: {exc}") from exc
         except sqlite3.Error as exc:
             raise StorageError(f"Cannot open {self.path}: {exc}") from exc
         self._db = db
@@ -125,7 +140,7 @@ class SQLiteStore(Store):
         if db is None:
             raise StorageError("The database is not open.")
         async with self._lock:
-            tx = SQLiteTx(db)
+            tx = SQLiteTx(db, self._leases)
             try:
                 db.execute("BEGIN IMMEDIATE")
                 yield tx
@@ -134,24 +149,89 @@ class SQLiteStore(Store):
                 else:
                     db.execute("COMMIT")
             except sqlite3.Error as exc:
-                self._rollback(db)
+                self._rollback(db, tx)
                 raise StorageError(f"The database failed: {exc}") from exc
             except BaseException:
-                self._rollback(db)
+                self._rollback(db, tx)
                 raise
         self.bus.deliver(tx.notes)
 
     @staticmethod
-    def _rollback(db: sqlite3.Connection) -> None:
+    def _rollback(db: sqlite3.Connection, tx: SQLiteTx) -> None:
         if db.in_transaction:
             db.execute("ROLLBACK")
+        tx.undo()
+
+
+class LiveLeases:
+    """The live leases in memory, found as :meth:`Tx.leases` asks for them.
+
+    Each lease is found by id, and in the groups of its domain, its user and
+    its pool. A lease changes only its call and node, never its groups.
+    """
+
+    def __init__(self, leases: Iterable[Lease] = ()) -> None:
+        self.by_id: dict[str, Lease] = {}
+        self._groups: dict[tuple[str, str, str], dict[str, Lease]] = {}
+        for lease in leases:
+            self.put(lease)
+
+    def select(self, domain_id: str, pool: str | None, user_id: str | None) -> list[Lease]:
+        """Oldest first, as in :meth:`Tx.leases`."""
+        if user_id is not None:
+            group = self._groups.get((domain_id, "user", user_id), {})
+            found = [x for x in group.values() if pool is None or x.pool == pool]
+        elif pool is not None:
+            found = list(self._groups.get((domain_id, "pool", pool), {}).values())
+        else:
+            found = list(self._groups.get((domain_id, "", ""), {}).values())
+        return sorted(found, key=_SINCE)
+
+    def change(self, old: Lease | None, new: Lease | None) -> None:
+        """Add ``new``, replace ``old`` by ``new`` (the same lease), or drop ``old``."""
+        if new is not None:
+            self.put(new)
+        elif old is not None:
+            del self.by_id[old.id]
+            for key in _groups_of(old):
+                group = self._groups[key]
+                del group[old.id]
+                if not group:
+                    del self._groups[key]
+
+    def put(self, lease: Lease) -> None:
+        self.by_id[lease.id] = lease
+        for key in _groups_of(lease):
+            self._groups.setdefault(key, {})[lease.id] = lease
+
+
+_SINCE = attrgetter("since")
+
+
+def _groups_of(lease: Lease) -> list[tuple[str, str, str]]:
+    groups = [(lease.domain_id, "", ""), (lease.domain_id, "user", lease.user_id)]
+    if lease.pool is not None:
+        groups.append((lease.domain_id, "pool", lease.pool))
+    return groups
 
 
 class SQLiteTx(Tx):
-    def __init__(self, db: sqlite3.Connection) -> None:
+    def __init__(self, db: sqlite3.Connection, live: LiveLeases) -> None:
         self._db = db
+        self._live = live
+        self._undo: list[tuple[Lease | None, Lease | None]] = []  # (before, after)
         self.notes: list[Note] = []
         self.wrote = False
+
+    def undo(self) -> None:
+        """Put the live leases back as they were before this transaction."""
+        for before, after in reversed(self._undo):
+            self._live.change(after, before)
+        self._undo.clear()
+
+    def _change(self, before: Lease | None, after: Lease | None) -> None:
+        self._undo.append((before, after))
+        self._live.change(before, after)
 
     async def execute(self, sql: str, params: Iterable[Any] = ()) -> None:
         self.wrote = True
@@ -193,6 +273,12 @@ class SQLiteTx(Tx):
             "SELECT * FROM pools WHERE domain_id = ? ORDER BY rowid", (domain_id,)
         )
         return [rows.pool(row) for row in found]
+
+    async def pool(self, domain_id: str, pool_id: str) -> Pool | None:
+        row = await self._one(
+            "SELECT * FROM pools WHERE domain_id = ? AND id = ?", (domain_id, pool_id)
+        )
+        return rows.pool(row) if row else None
 
     async def insert_pool(self, pool: Pool) -> None:
         await self._insert("pools", rows.POOL_COLUMNS, rows.pool_values(pool))
@@ -248,23 +334,14 @@ class SQLiteTx(Tx):
     async def leases(
         self, domain_id: str, *, pool: str | None = None, user_id: str | None = None
     ) -> list[Lease]:
-        sql = f"SELECT {rows.LEASE_COLUMNS} FROM leases WHERE domain_id = ?"
-        params: list[Any] = [domain_id]
-        if pool is not None:
-            sql += " AND pool = ?"
-            params.append(pool)
-        if user_id is not None:
-            sql += " AND user_id = ?"
-            params.append(user_id)
-        found = await self._all(sql + " ORDER BY since, rowid", params)
-        return [rows.lease(row) for row in found]
+        return self._live.select(domain_id, pool, user_id)
 
     async def lease(self, lease_id: str) -> Lease | None:
-        row = await self._one(f"SELECT {rows.LEASE_COLUMNS} FROM leases WHERE id = ?", (lease_id,))
-        return rows.lease(row) if row else None
+        return self._live.by_id.get(lease_id)
 
     async def insert_lease(self, lease: Lease) -> None:
         await self._insert("leases", rows.LEASE_COLUMNS, rows.lease_values(lease))
+        self._change(None, lease)
 
     async def update_lease(self, lease: Lease) -> None:
         await self.execute(
@@ -272,9 +349,18 @@ class SQLiteTx(Tx):
             "node_id = ? WHERE id = ?",
             (lease.call_id, lease.call_started_at, lease.idle_since, lease.node_id, lease.id),
         )
+        before = self._live.by_id.get(lease.id)
+        if before is not None:
+            self._change(before, replace(
+                before, call_id=lease.call_id, call_started_at=lease.call_started_at,
+                idle_since=lease.idle_since, node_id=lease.node_id,
+            ))  # fmt: skip
 
     async def delete_lease(self, lease_id: str) -> None:
         await self.execute("DELETE FROM leases WHERE id = ?", (lease_id,))
+        before = self._live.by_id.get(lease_id)
+        if before is not None:
+            self._change(before, None)
 
     async def waiters(self, domain_id: str, pool: str) -> list[Waiter]:
         found = await self._all(

@@ -1,4 +1,8 @@
-"""The ASGI application: routes, error responses, and the node's lifespan."""
+"""The ASGI application: routes, error responses, and the node's lifespan.
+
+Starlette serves everything but ``/ws/device``, the hot path of every device,
+which is dispatched before it to :class:`~.device.DeviceEndpoint`.
+"""
 
 from __future__ import annotations
 
@@ -13,6 +17,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Mount, Route, WebSocketRoute
 from starlette.staticfiles import StaticFiles
+from starlette.types import Receive, Scope, Send
 
 from ..admin import Admin
 from ..config import Config
@@ -21,14 +26,29 @@ from ..errors import BadRequest, Forbidden, PresenceError
 from ..storage import store_for_url
 from ..wallboard import Wallboards
 from . import api
-from .device import device_endpoint
+from .device import DeviceEndpoint
 from .guard import Guard, authenticated
 from .wallboard import wallboard_endpoint
 
 STATIC = Path(__file__).resolve().parent.parent.parent / "static"
 
 
-def create_app(config: Config) -> Starlette:
+class App:
+    """The server's ASGI application: the device endpoint, and Starlette for the rest."""
+
+    def __init__(self, starlette: Starlette, devices: DeviceEndpoint) -> None:
+        self.starlette = starlette
+        self.devices = devices
+        self.coordinator = devices.coordinator
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "websocket" and scope["path"] == "/ws/device":
+            await self.devices(scope, receive, send)
+        else:
+            await self.starlette(scope, receive, send)
+
+
+def create_app(config: Config) -> App:
     """The server for ``config``; its lifespan opens the store and the node."""
     store = store_for_url(config.database, uuid.uuid4().hex)
     coordinator = Coordinator(store, config)
@@ -47,12 +67,12 @@ def create_app(config: Config) -> Starlette:
         finally:
             await coordinator.stop()
 
+    guard = Guard(config.max_connections_per_address, config.auth_failures_per_minute)
     app = Starlette(
         routes=[
             Route("/healthz", healthz),
             Route("/metrics", metrics),
             *api.routes,
-            WebSocketRoute("/ws/device", device_endpoint),
             WebSocketRoute("/ws/wallboard", wallboard_endpoint),
             Mount("/", StaticFiles(directory=STATIC, html=True)),
         ],
@@ -63,8 +83,8 @@ def create_app(config: Config) -> Starlette:
     app.state.coordinator = coordinator
     app.state.admin = admin
     app.state.wallboards = wallboards
-    app.state.guard = Guard(config.max_connections_per_address, config.auth_failures_per_minute)
-    return app
+    app.state.guard = guard
+    return App(app, DeviceEndpoint(coordinator, guard))
 
 
 async def healthz(request: Request) -> Response:

@@ -9,7 +9,8 @@ from __future__ import annotations
 import asyncio
 import time
 
-from starlette.websockets import WebSocket
+from starlette.datastructures import Headers
+from starlette.types import Receive, Scope, Send
 
 from .. import wire
 from ..coordinator import Coordinator
@@ -47,34 +48,42 @@ class _Limits:
         return len(self.bad) >= BAD_MESSAGES
 
 
-async def device_endpoint(websocket: WebSocket) -> None:
-    coordinator: Coordinator = websocket.app.state.coordinator
-    if not origin_allowed(websocket, coordinator.config.allowed_origins):
-        await websocket.close(4403)
-        return
-    await websocket.accept()
-    link = Link(websocket)
-    session = coordinator.open_session(link)
-    with counted(websocket) as allowed:
-        try:
-            if allowed:
-                await _serve(websocket, link, coordinator, session)
-            else:
-                session.end(4429, wire.error_frame("rate_limited", TOO_MANY_CONNECTIONS))
-        except asyncio.CancelledError:
-            if not link.cut_off:
-                raise
-            asyncio.current_task().uncancel()  # type: ignore[union-attr]
-        finally:
-            await coordinator.disconnected(session)
-            await link.drain()
+class DeviceEndpoint:
+    """``/ws/device`` as a plain ASGI application: frames go to uvicorn with nothing between."""
+
+    def __init__(self, coordinator: Coordinator, guard: Guard) -> None:
+        self.coordinator = coordinator
+        self.guard = guard
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        coordinator = self.coordinator
+        if (await receive())["type"] != "websocket.connect":
+            return
+        if not origin_allowed(Headers(scope=scope), coordinator.config.allowed_origins):
+            await send({"type": "websocket.close", "code": 4403})
+            return
+        await send({"type": "websocket.accept"})
+        link = Link(receive, send)
+        session = coordinator.open_session(link)
+        address = address_of(scope)
+        with counted(self.guard, address) as allowed:
+            try:
+                if allowed:
+                    await _serve(link, coordinator, session, self.guard, address)
+                else:
+                    session.end(4429, wire.error_frame("rate_limited", TOO_MANY_CONNECTIONS))
+            except asyncio.CancelledError:
+                if not link.cut_off:
+                    raise
+                asyncio.current_task().uncancel()  # type: ignore[union-attr]
+            finally:
+                await coordinator.disconnected(session)
+                await link.drain()
 
 
 async def _serve(
-    websocket: WebSocket, link: Link, coordinator: Coordinator, session: Session
+    link: Link, coordinator: Coordinator, session: Session, guard: Guard, address: str
 ) -> None:
-    guard: Guard = websocket.app.state.guard
-    address = address_of(websocket)
     limits = _Limits()
     deadline = time.monotonic() + coordinator.config.hello_timeout
     while not session.ended:
@@ -117,12 +126,12 @@ async def _serve(
                 await session.error(exc.code, exc.message)
 
 
-def origin_allowed(websocket: WebSocket, allowed: tuple[str, ...]) -> bool:
+def origin_allowed(headers: Headers, allowed: tuple[str, ...]) -> bool:
     """Native apps send no Origin; browsers must come from an allowed origin."""
-    origin = websocket.headers.get("origin")
+    origin = headers.get("origin")
     if origin is None:
         return True
     if allowed:
         return origin in allowed or "*" in allowed
-    host = websocket.headers.get("host", "")
+    host = headers.get("host", "")
     return origin.split("://", 1)[-1] == host

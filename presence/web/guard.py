@@ -15,6 +15,7 @@ from collections.abc import Awaitable, Callable, Iterator
 from typing import TypeVar
 
 from starlette.requests import HTTPConnection
+from starlette.types import Scope
 
 from ..errors import RateLimited, Unauthorized
 
@@ -76,14 +77,15 @@ class Guard:
             failures.popleft()
 
 
-def address_of(connection: HTTPConnection) -> str:
-    return connection.client.host if connection.client else "unknown"
+def address_of(scope: Scope) -> str:
+    client = scope.get("client")
+    return str(client[0]) if client else "unknown"
 
 
 async def authenticated(connection: HTTPConnection, authenticate: Callable[[], Awaitable[T]]) -> T:
     """Run ``authenticate`` unless the client's address is blocked; count its failure."""
     guard: Guard = connection.app.state.guard
-    address = address_of(connection)
+    address = address_of(connection.scope)
     if guard.blocked(address):
         raise RateLimited("Too many failed authentications from your address; wait a minute.")
     try:
@@ -94,10 +96,8 @@ async def authenticated(connection: HTTPConnection, authenticate: Callable[[], A
 
 
 @contextlib.contextmanager
-def counted(connection: HTTPConnection) -> Iterator[bool]:
+def counted(guard: Guard, address: str) -> Iterator[bool]:
     """Count a WebSocket against its address while open; yields whether it may stay."""
-    guard: Guard = connection.app.state.guard
-    address = address_of(connection)
     allowed = guard.connect(address)
     try:
         yield allowed

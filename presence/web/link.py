@@ -13,10 +13,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections import deque
-from collections.abc import Coroutine
+from collections.abc import Awaitable, Generator
 from typing import Any
 
-from starlette.websockets import WebSocket
+from starlette.types import Receive, Send
 
 from ..metrics import METRICS
 
@@ -25,10 +25,13 @@ DRAIN_TIMEOUT = 2.0  # seconds an ending endpoint waits for its last frames to g
 
 
 class Link:
-    __slots__ = ("websocket", "outbox", "pusher", "owner", "cut_off")
+    """An accepted WebSocket, given as the ASGI ``receive`` and ``send`` of its connection."""
 
-    def __init__(self, websocket: WebSocket) -> None:
-        self.websocket = websocket
+    __slots__ = ("_receive", "_send_message", "outbox", "pusher", "owner", "cut_off")
+
+    def __init__(self, receive: Receive, send: Send) -> None:
+        self._receive = receive
+        self._send_message = send
         self.outbox: deque[str | int] = deque()  # frames, and a close code last
         self.pusher: asyncio.Task[None] | None = None
         self.owner = asyncio.current_task()
@@ -38,7 +41,7 @@ class Link:
         if self.outbox or self.pusher is not None:
             self.push(frame)  # after what was pushed before
         else:
-            await self.websocket.send_text(frame)
+            await self._send(frame)
 
     def push(self, frame: str) -> None:
         self._queue(frame)
@@ -48,7 +51,7 @@ class Link:
 
     async def receive(self) -> str | bytes | None:
         """The next frame, or ``None`` once the connection closed."""
-        message = await self.websocket.receive()
+        message = await self._receive()
         if message["type"] == "websocket.disconnect":
             return None
         text = message.get("text")
@@ -86,7 +89,7 @@ class Link:
         The send is driven one step by hand; only if it has to wait for the
         connection (its buffer is full) does a task take over the rest.
         """
-        sending = self._send(item)
+        sending = self._send(item).__await__()
         try:
             waiting = sending.send(None)
         except StopIteration:
@@ -95,13 +98,12 @@ class Link:
             return
         self.pusher = asyncio.create_task(self._push((sending, waiting)))
 
-    async def _send(self, item: str | int) -> None:
+    def _send(self, item: str | int) -> Awaitable[None]:
         if isinstance(item, int):
-            await self.websocket.close(item)
-        else:
-            await self.websocket.send_text(item)
+            return self._send_message({"type": "websocket.close", "code": item})
+        return self._send_message({"type": "websocket.send", "text": item})
 
-    async def _push(self, started: tuple[Coroutine[Any, Any, None], Any] | None) -> None:
+    async def _push(self, started: tuple[Generator[Any, None, None], Any] | None) -> None:
         """Finish a send that had to wait, if any, then send the outbox in order."""
         try:
             if started is not None:

@@ -13,7 +13,7 @@ from ..admin import Admin
 from ..errors import PresenceError
 from ..wallboard import Board, Wallboards
 from .device import origin_allowed
-from .guard import TOO_MANY_CONNECTIONS, authenticated, counted
+from .guard import TOO_MANY_CONNECTIONS, address_of, authenticated, counted
 from .link import Link
 
 CLOSE_CODES = {401: 4401, 403: 4403, 404: 4404, 429: 4429}
@@ -21,12 +21,12 @@ CLOSE_CODES = {401: 4401, 403: 4403, 404: 4404, 429: 4429}
 
 async def wallboard_endpoint(websocket: WebSocket) -> None:
     config = websocket.app.state.config
-    if not origin_allowed(websocket, config.allowed_origins):
+    if not origin_allowed(websocket.headers, config.allowed_origins):
         await websocket.close(4403)
         return
     await websocket.accept()
-    link = Link(websocket)
-    with counted(websocket) as allowed:
+    link = Link(websocket.receive, websocket.send)
+    with counted(websocket.app.state.guard, address_of(websocket.scope)) as allowed:
         try:
             if not allowed:
                 raise _Refused("rate_limited", TOO_MANY_CONNECTIONS, 4429)

@@ -32,6 +32,11 @@ class Nodes:
         self.url = url
         self._opened: list[Store] = []
 
+    @property
+    def shared(self) -> bool:
+        """Whether several nodes may have the database open at once (not SQLite)."""
+        return not self.url.startswith("sqlite:")
+
     async def open(self, lease_ttl: float = LONG_TTL) -> Store:
         store = store_for_url(self.url, uuid.uuid4().hex)
         await store.open(lease_ttl)

@@ -13,6 +13,7 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import replace
+from pathlib import Path
 
 import asyncpg
 import pytest
@@ -29,6 +30,8 @@ WAIT = 5.0
 #: Short enough for orphan tests to be quick, long enough to check a node
 #: right after it renewed itself.
 SHORT_TTL = 0.5
+#: Long enough for another node to open, on a busy machine, before it runs out.
+CLOSING_TTL = 2.0
 
 only_postgresql = pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
 
@@ -154,6 +157,11 @@ async def test_pools_in_the_order_they_were_created(store: Store) -> None:
             pools[2],
         ]
         assert await tx.pools("other") == [Pool("other", "desk", "Elsewhere", 1)]
+        assert await tx.pool("acme", "desk") == replace(
+            pools[1], name="Help desk", seats=5, idle_logoff_s=60
+        )
+        assert await tx.pool("other", "desk") == Pool("other", "desk", "Elsewhere", 1)
+        assert await tx.pool("acme", "sales") is None
     with pytest.raises(RuleViolation) as refused:
         async with store.transaction("acme") as tx:
             await tx.insert_pool(Pool("acme", "desk", "Again", 1))
@@ -345,7 +353,8 @@ async def test_the_fencing_token_never_goes_backwards(store: Store) -> None:
 
 
 async def test_the_fencing_token_moved_by_many_domains_at_once(nodes: Nodes) -> None:
-    first, second = await nodes.open(), await nodes.open()
+    first = await nodes.open()
+    second = await nodes.open() if nodes.shared else first
     values = [(n * 37) % 101 for n in range(1, 41)]
 
     async def set_token(value: int) -> None:
@@ -358,21 +367,38 @@ async def test_the_fencing_token_moved_by_many_domains_at_once(nodes: Nodes) -> 
         assert await tx.last_fencing_token() == max(values)
 
 
+async def test_a_rolled_back_transaction_leaves_the_leases_as_they_were(store: Store) -> None:
+    kept, ended = new_lease(store, user_id="u1", seat=1), new_lease(store, user_id="u2", seat=2)
+    async with store.transaction("acme") as tx:
+        await tx.insert_lease(kept)
+        await tx.insert_lease(ended)
+    with pytest.raises(RuntimeError):
+        async with store.transaction("acme") as tx:
+            await tx.update_lease(kept.with_call("call-1", 1500.0))
+            await tx.delete_lease(ended.id)
+            await tx.insert_lease(new_lease(store, user_id="u3", seat=3))
+            assert [x.user_id for x in await tx.leases("acme")] == ["u1", "u3"]
+            raise RuntimeError("rolled back")
+    async with store.transaction("acme") as tx:
+        assert await tx.leases("acme") == [kept, ended]
+        assert await tx.leases("acme", pool="desk", user_id="u2") == [ended]
+        assert await tx.lease(kept.id) == kept
+
+
 # Nodes.
 
 
-async def test_leases_and_waiters_of_a_node_that_stops_renewing(nodes: Nodes) -> None:
-    watcher = await nodes.open()
-    silent = await nodes.open(lease_ttl=SHORT_TTL)
-    kept = new_lease(watcher, user_id="u1", seat=1)
-    lost = new_lease(silent, user_id="u2", seat=2)
-    waiter = new_waiter(silent, "u3")
-    async with watcher.transaction("acme") as tx:
-        await tx.insert_lease(kept)
+async def test_a_node_that_stopped_renewing_leaves_its_leases_and_waiters(nodes: Nodes) -> None:
+    silent = await nodes.open(lease_ttl=CLOSING_TTL)
+    lost, waiter = new_lease(silent, user_id="u2", seat=2), new_waiter(silent, "u3")
+    async with silent.transaction("acme") as tx:
         await tx.insert_lease(lost)
         await tx.insert_waiter(waiter)
-    await silent.renew_node()
-    async with watcher.transaction() as tx:
+    await silent.close()  # renews itself one last time: its leases stay for the TTL
+    watcher = await nodes.open()
+    kept = new_lease(watcher, user_id="u1", seat=1)
+    async with watcher.transaction("acme") as tx:
+        await tx.insert_lease(kept)
         assert await tx.orphaned_leases() == []
         assert await tx.orphaned_waiters() == []
 
@@ -383,27 +409,38 @@ async def test_leases_and_waiters_of_a_node_that_stops_renewing(nodes: Nodes) ->
         return bool(leases and waiters)
 
     await eventually(orphaned)
-    await silent.renew_node()  # back in time: its leases are its own again
-    async with watcher.transaction() as tx:
-        assert await tx.orphaned_leases() == []
-        assert await tx.orphaned_waiters() == []
 
 
-async def test_a_closed_node_keeps_its_leases_for_the_ttl(nodes: Nodes) -> None:
+@only_postgresql
+async def test_a_node_that_renews_again_has_its_leases_back(nodes: Nodes) -> None:
     watcher = await nodes.open()
-    closing = await nodes.open(lease_ttl=SHORT_TTL)
-    lease = new_lease(closing)
-    async with closing.transaction("acme") as tx:
+    silent = await nodes.open(lease_ttl=SHORT_TTL)
+    lease = new_lease(silent)
+    async with silent.transaction("acme") as tx:
         await tx.insert_lease(lease)
-    await closing.close()
-    async with watcher.transaction() as tx:
-        assert await tx.orphaned_leases() == []
 
     async def orphaned() -> bool:
         async with watcher.transaction() as tx:
             return await tx.orphaned_leases() == [lease]
 
     await eventually(orphaned)
+    await silent.renew_node()  # back in time: its leases are its own again
+    async with watcher.transaction() as tx:
+        assert await tx.orphaned_leases() == []
+
+
+async def test_a_sqlite_file_has_one_node(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'presence.db'}"
+    first = store_for_url(url, "first")
+    await first.open(LONG_TTL)
+    second = store_for_url(url, "second")
+    try:
+        with pytest.raises(StorageError, match="another node is using it"):
+            await second.open(LONG_TTL)
+    finally:
+        await first.close()
+    await second.open(LONG_TTL)  # once the first node is gone
+    await second.close()
 
 
 @only_postgresql
@@ -551,7 +588,8 @@ async def test_an_unreachable_database_is_a_storage_error(nodes: Nodes) -> None:
 
 
 async def test_transactions_of_a_domain_take_turns(nodes: Nodes) -> None:
-    first, second = await nodes.open(), await nodes.open()
+    first = await nodes.open()
+    second = await nodes.open() if nodes.shared else first
     async with first.transaction("acme") as tx:
         await tx.insert_domain(new_domain(named_licenses=0))
 
