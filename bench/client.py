@@ -3,7 +3,8 @@
 Each :class:`Socket` is an :class:`asyncio.Protocol` around the sans-I/O
 :class:`websockets.client.ClientProtocol`: no task and no queue per
 connection, so one process holds thousands of sessions and the client's own
-cost stays small beside the server's. Every frame is stamped with
+cost stays small beside the server's. Text frames, the bulk of what servers
+send, are read without the protocol's parser. Every frame is stamped with
 ``time.monotonic()`` the moment it is read: on Linux that is the system-wide
 ``CLOCK_MONOTONIC``, so stamps of different processes compare.
 """
@@ -41,6 +42,7 @@ class Socket(asyncio.Protocol):
         self.opened: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self.closed = False
         self._types: frozenset[str] = frozenset()
+        self._buffer = bytearray()  # frames read after the handshake, not yet whole
         self._waiter: asyncio.Future[tuple[float, Message]] | None = None
 
     @classmethod
@@ -65,6 +67,35 @@ class Socket(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         stamp = time.monotonic()
+        if self.protocol.state is State.OPEN:
+            self._buffer += data
+            self._read_frames(stamp)
+        else:  # the handshake (the server speaks only after hello), or the closing
+            self._feed(stamp, data)
+
+    def _read_frames(self, stamp: float) -> None:
+        """Take whole frames from the buffer: unfragmented text frames are parsed here,
+        which costs a fraction of the protocol's parser; every other frame goes to the
+        protocol, whole, so that it answers closes and pings."""
+        buffer, start = self._buffer, 0
+        while len(buffer) - start >= 2:
+            length, head = buffer[start + 1], 2
+            if length >= 126:  # servers never mask: only the extended lengths
+                head = 4 if length == 126 else 10
+                if len(buffer) - start < head:
+                    break
+                length = int.from_bytes(buffer[start + 2 : start + head], "big")
+            end = start + head + length
+            if end > len(buffer):
+                break
+            if buffer[start] == 0x81:  # FIN and text
+                self._deliver(stamp, json.loads(buffer[start + head : end]))
+            else:
+                self._feed(stamp, bytes(buffer[start:end]))
+            start = end
+        del buffer[:start]
+
+    def _feed(self, stamp: float, data: bytes) -> None:
         self.protocol.receive_data(data)
         for event in self.protocol.events_received():
             if isinstance(event, Response):

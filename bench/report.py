@@ -96,6 +96,9 @@ def rows(results: Results) -> list[Row]:
              "<= 250 ms" if big else "", _verdict(fan["p99"] <= 0.25) if big else ""),
             (f"{name}: missed deliveries", str(fan["missing"]), "", "", "", "0",
              _verdict(fan["missing"] == 0)),
+            (f"{name}: CPU us per delivery, server / generator",
+             f"{_fmt(fan['cpu_per_delivery'], 1e6)} / "
+             f"{_fmt(fan['generator_cpu_per_delivery'], 1e6)}", "", "", "", "", ""),
         ]  # fmt: skip
     cluster = results.get("cluster", {})
     if "skipped" in cluster:

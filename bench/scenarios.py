@@ -191,6 +191,8 @@ def fanout(
     ])  # fmt: skip
     _quiet(fleet)
     delays: dict[str, list[float]] = {"availability": [], "pool": []}
+    cpu_before = sum(server.cpu() for server in servers)
+    generator_before = fleet.cpu()
     for _ in range(rounds):
         for free in (1, 0):
             if free:
@@ -207,6 +209,8 @@ def fanout(
                         first.setdefault((n, socket), (stamp, kind))
             for stamp, kind in first.values():
                 delays[kind].append(stamp - sent)
+    cpu = sum(server.cpu() for server in servers) - cpu_before
+    generator = fleet.cpu() - generator_before
     subscribers = sum(fleet.call_all("count", groups=["fan", "boards"]))
     everyone = delays["availability"] + delays["pool"]
     return {
@@ -220,6 +224,9 @@ def fanout(
         "max": max(everyone, default=0.0),
         "device_p99": percentile(delays["availability"], 99),
         "board_p99": percentile(delays["pool"], 99),
+        # The rounds' whole cost (the holder's logins included) per delivery.
+        "cpu_per_delivery": cpu / max(1, len(everyone)),
+        "generator_cpu_per_delivery": generator / max(1, len(everyone)),
     }
 
 
