@@ -191,6 +191,7 @@ def fanout(
     ])  # fmt: skip
     _quiet(fleet)
     delays: dict[str, list[float]] = {"availability": [], "pool": []}
+    per_change: list[tuple[float, float]] = []  # p50 and max of each change
     cpu_before = sum(server.cpu() for server in servers)
     generator_before = fleet.cpu()
     for _ in range(rounds):
@@ -209,6 +210,8 @@ def fanout(
                         first.setdefault((n, socket), (stamp, kind))
             for stamp, kind in first.values():
                 delays[kind].append(stamp - sent)
+            late = [stamp - sent for stamp, _ in first.values()]
+            per_change.append((percentile(late, 50), max(late, default=0.0)))
     cpu = sum(server.cpu() for server in servers) - cpu_before
     generator = fleet.cpu() - generator_before
     subscribers = sum(fleet.call_all("count", groups=["fan", "boards"]))
@@ -224,6 +227,7 @@ def fanout(
         "max": max(everyone, default=0.0),
         "device_p99": percentile(delays["availability"], 99),
         "board_p99": percentile(delays["pool"], 99),
+        "per_change_p50_max": per_change,
         # The rounds' whole cost (the holder's logins included) per delivery.
         "cpu_per_delivery": cpu / max(1, len(everyone)),
         "generator_cpu_per_delivery": generator / max(1, len(everyone)),
