@@ -141,11 +141,12 @@ class SQLiteStore(Store):
             raise StorageError("The database is not open.")
         async with self._lock:
             tx = SQLiteTx(db, self._leases)
+            cancelled = False
             try:
                 db.execute("BEGIN IMMEDIATE")
                 yield tx
                 if tx.wrote:
-                    await asyncio.get_running_loop().run_in_executor(None, db.execute, "COMMIT")
+                    cancelled = await _commit_in_thread(db)
                 else:
                     db.execute("COMMIT")
             except sqlite3.Error as exc:
@@ -155,12 +156,31 @@ class SQLiteStore(Store):
                 self._rollback(db, tx)
                 raise
         self.bus.deliver(tx.notes)
+        if cancelled:
+            raise asyncio.CancelledError
 
     @staticmethod
     def _rollback(db: sqlite3.Connection, tx: SQLiteTx) -> None:
         if db.in_transaction:
             db.execute("ROLLBACK")
         tx.undo()
+
+
+async def _commit_in_thread(db: sqlite3.Connection) -> bool:
+    """COMMIT in a thread, which waits for the disk; whether the caller was cancelled.
+
+    A cancelled caller still waits for the commit to end, so that the leases in
+    memory and the notes follow what the file holds.
+    """
+    committing = asyncio.get_running_loop().run_in_executor(None, db.execute, "COMMIT")
+    cancelled = False
+    while not committing.done():
+        try:
+            await asyncio.shield(committing)
+        except asyncio.CancelledError:
+            cancelled = True
+    committing.result()  # the commit's own error, if any
+    return cancelled
 
 
 class LiveLeases:

@@ -385,6 +385,28 @@ async def test_a_rolled_back_transaction_leaves_the_leases_as_they_were(store: S
         assert await tx.lease(kept.id) == kept
 
 
+async def test_a_transaction_cancelled_as_it_commits_is_whole_or_gone(nodes: Nodes) -> None:
+    store = await nodes.open()
+    lease = new_lease(store)
+
+    async def grant() -> None:
+        async with store.transaction("acme") as tx:
+            await tx.insert_lease(lease)
+
+    granting = asyncio.create_task(grant())
+    await asyncio.sleep(0)  # on SQLite, it now waits for its commit's thread
+    granting.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await granting
+    async with store.transaction() as tx:
+        seen = await tx.lease(lease.id)
+    assert seen in (lease, None)
+    await store.close()
+    reopened = await nodes.open()
+    async with reopened.transaction() as tx:
+        assert await tx.lease(lease.id) == seen  # the file holds what the node said
+
+
 # Nodes.
 
 
