@@ -239,16 +239,15 @@ def run_cluster(
         return
     try:
         token = secrets.token_hex(16)
-        nodes = []
-        for name in ("node-a", "node-b"):
-            try:
-                nodes.append(presence_server(workdir, name, postgres.url(), token))
-            except RuntimeError as exc:
-                results["cluster"] = {"skipped": f"{name} did not start: {exc}"}
-                return
         with contextlib.ExitStack() as stack:
-            for node in nodes:
-                stack.enter_context(running(node))
+            nodes = []
+            for name in ("node-a", "node-b"):
+                try:  # a node that started is stopped with the stack, whatever follows
+                    nodes.append(stack.enter_context(running(
+                        presence_server(workdir, name, postgres.url(), token))))  # fmt: skip
+                except RuntimeError as exc:
+                    results["cluster"] = {"skipped": f"{name} did not start: {exc}"}
+                    return
             api = AdminApi(nodes[0].port, token)
             _say("cluster: provisioning on PostgreSQL")
             _, seat_users = population.tenants(api, 2 * options.logins)

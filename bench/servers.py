@@ -70,6 +70,7 @@ class Process:
             with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", self.port)):
                 return
             time.sleep(0.05)
+        self.stop()
         raise RuntimeError(f"{self.name} did not listen within {STARTUP_TIMEOUT}s")
 
     def cpu(self) -> float:
