@@ -176,6 +176,10 @@ class Coordinator:
                     decisions = await leases.load_book(tx, pool)
                     outcome = decisions.acquire(request, now)
                 await leases.commit(tx, domain_id, decisions)
+                # Known before the commit ends, so that a session whose task is
+                # cancelled meanwhile still frees what it was granted when it closes.
+                session.lease = outcome.lease if isinstance(outcome, Granted) else None
+                session.waiting = isinstance(outcome, Enqueued)
         if outcome is None:
             self.sessions.pop(session.id, None)
             session.end(
@@ -187,8 +191,6 @@ class Coordinator:
             self._welcome(session, outcome.lease, session.pool)
         elif isinstance(outcome, Refusal):
             await session.error(outcome.code, outcome.message)
-        else:
-            session.waiting = True
         self._subscribe(session)
         return True
 
