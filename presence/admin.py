@@ -88,7 +88,7 @@ class Admin:
         async with self.store.transaction(domain_id) as tx:
             domain = await _domain(tx, who, domain_id, "server")
             changed = replace(domain, **changes)
-            rules.check_domain(changed, await tx.pools(domain_id), await _named(tx, domain_id))
+            rules.check_domain(changed, await tx.pools(domain_id), await tx.named_users(domain_id))
             await tx.update_domain(changed)
             return changed
 
@@ -121,7 +121,7 @@ class Admin:
             pools = await tx.pools(domain.id)
             if any(p.id == pool.id for p in pools):
                 raise RuleViolation("already_exists", f"Pool {pool.id!r} exists already.")
-            rules.check_domain(domain, [*pools, pool], await _named(tx, domain.id))
+            rules.check_domain(domain, [*pools, pool], await tx.named_users(domain.id))
             await tx.insert_pool(pool)
             leases.pool_changed(tx, pool.domain_id, pool.id)
             return pool, 0
@@ -136,7 +136,7 @@ class Admin:
             changed = replace(pool, **changes)
             rules.check_domain(
                 domain, [changed if p.id == pool_id else p for p in pools],
-                await _named(tx, domain_id),
+                await tx.named_users(domain_id),
             )  # fmt: skip
             await tx.update_pool(changed)
             book = await leases.load_book(tx, changed)
@@ -170,11 +170,10 @@ class Admin:
     ) -> User:
         async with self.store.transaction(domain_id) as tx:
             domain = await _domain(tx, who, domain_id, "admin")
-            users = await tx.users(domain_id)
-            if any(u.email.lower() == email.lower() for u in users):
+            if any(taken.lower() == email.lower() for taken in await tx.emails(domain_id)):
                 raise RuleViolation("email_taken", f"{email} already has a user.")
             user = User(domain_id, uuid.uuid4().hex, email, name, license)
-            await _check_license(tx, domain, user, users)
+            await _check_license(tx, domain, None, user)
             await tx.insert_user(user)
             return user
 
@@ -187,7 +186,7 @@ class Admin:
             if user.license == license:
                 return user
             changed = replace(user, license=license)
-            await _check_license(tx, domain, changed, await tx.users(domain_id))
+            await _check_license(tx, domain, user, changed)
             await leases.end_user(tx, user, seats.LICENSE_CHANGED, await tx.now())
             await tx.update_user(changed)
             return changed
@@ -281,13 +280,13 @@ def _find_pool(pools: list[Pool], pool_id: str) -> Pool:
     raise NotFound(f"There is no pool {pool_id!r}.")
 
 
-async def _named(tx: Tx, domain_id: str) -> int:
-    return sum(u.license.model == "named" for u in await tx.users(domain_id))
-
-
-async def _check_license(tx: Tx, domain: Domain, user: User, users: list[User]) -> None:
-    """Check a user's new license against the domain, other users kept as they are."""
+async def _check_license(tx: Tx, domain: Domain, before: User | None, after: User) -> None:
+    """Check a user's new license (``before``: ``None`` for a new user) against the domain."""
     pools = await tx.pools(domain.id)
-    rules.check_license(domain, user.license, pools)
-    others = [u for u in users if u.id != user.id]
-    rules.check_domain(domain, pools, sum(u.license.model == "named" for u in [*others, user]))
+    rules.check_license(domain, after.license, pools)
+    named = await tx.named_users(domain.id)
+    if before is not None and before.license.model == "named":
+        named -= 1
+    if after.license.model == "named":
+        named += 1
+    rules.check_domain(domain, pools, named)

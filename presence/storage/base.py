@@ -78,6 +78,14 @@ class Tx(abc.ABC):
     @abc.abstractmethod
     async def user(self, domain_id: str, user_id: str) -> User | None: ...
     @abc.abstractmethod
+    async def emails(self, domain_id: str) -> list[str]:
+        """The e-mail addresses of the domain's users."""
+
+    @abc.abstractmethod
+    async def named_users(self, domain_id: str) -> int:
+        """How many users of the domain hold a named license."""
+
+    @abc.abstractmethod
     async def insert_user(self, user: User) -> None: ...
     @abc.abstractmethod
     async def update_user(self, user: User) -> None: ...

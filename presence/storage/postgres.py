@@ -357,6 +357,16 @@ class PostgresTx(Tx):
         )
         return [rows.user(row) for row in found]
 
+    async def emails(self, domain_id: str) -> list[str]:
+        found = await self._conn.fetch("SELECT email FROM users WHERE domain_id = $1", domain_id)
+        return [row["email"] for row in found]
+
+    async def named_users(self, domain_id: str) -> int:
+        count: int = await self._conn.fetchval(
+            "SELECT COUNT(*) FROM users WHERE domain_id = $1 AND model = 'named'", domain_id
+        )
+        return count
+
     async def user(self, domain_id: str, user_id: str) -> User | None:
         row = await self._conn.fetchrow(
             f"SELECT {rows.USER_COLUMNS} FROM users WHERE domain_id = $1 AND id = $2",

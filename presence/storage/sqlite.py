@@ -325,6 +325,18 @@ class SQLiteTx(Tx):
         )
         return rows.user(row) if row else None
 
+    async def emails(self, domain_id: str) -> list[str]:
+        found = await self._all("SELECT email FROM users WHERE domain_id = ?", (domain_id,))
+        return [row["email"] for row in found]
+
+    async def named_users(self, domain_id: str) -> int:
+        row = await self._one(
+            "SELECT COUNT(*) AS n FROM users WHERE domain_id = ? AND model = 'named'",
+            (domain_id,),
+        )
+        assert row is not None
+        return int(row["n"])
+
     async def insert_user(self, user: User) -> None:
         await self._insert("users", rows.USER_COLUMNS, rows.user_values(user))
 

@@ -182,10 +182,18 @@ async def test_users_in_the_order_they_were_created(store: Store) -> None:
         assert await tx.users("acme") == users
         assert await tx.user("acme", "u1") == users[1]
         assert await tx.user("acme", "nobody") is None
+        assert sorted(await tx.emails("acme")) == [
+            "a@example.com",
+            "b@example.com",
+            "c@example.com",
+        ]
+        assert (await tx.named_users("acme"), await tx.named_users("other")) == (1, 1)
         moved = replace(users[1], name="Alan", license=License("named"))
         await tx.update_user(moved)
     async with store.transaction("acme") as tx:
         assert await tx.user("acme", "u1") == moved
+        assert await tx.named_users("acme") == 2
+        assert await tx.emails("nobody") == []
         assert await tx.user("other", "u1") == User(
             "other", "u1", "a@example.com", "Al", License("named")
         )
