@@ -41,6 +41,20 @@ BACKGROUND_STOP_TIMEOUT = 5.0
 GC_THRESHOLD = 10_000
 
 
+class _ClientFaults(logging.Filter):
+    """A client's invalid UTF-8 is its own fault: one line, not a server traceback.
+
+    uvicorn logs it as an error with a traceback, so any client could flood
+    the log; the connection is closed 1007 all the same.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.msg == "Invalid UTF-8 sequence received from client.":
+            record.exc_info, record.exc_text = None, None
+            record.levelno, record.levelname = logging.INFO, "INFO"
+        return True
+
+
 class _Server(uvicorn.Server):
     """Runs ``background`` once serving, and ends it, then device sessions (with
     ``server_shutdown``), before uvicorn closes sockets."""
@@ -212,6 +226,7 @@ def _run_node(
         app.coordinator,
         background,
     )
+    logging.getLogger("uvicorn.error").addFilter(_ClientFaults())
     # Sessions are long-lived objects: leave the code's objects out of every
     # collection, and collect young objects less often (docs/PERFORMANCE.md).
     gc.freeze()

@@ -151,3 +151,18 @@ KNOWN: dict[str, Callable[[Tokens], Scenario]] = {
 def test_known_hostile_frames(fuzzed: tuple[Target, ServerProcess], name: str) -> None:
     target, _ = fuzzed
     Fuzzer(target, strict=True).play(KNOWN[name](target.tokens))
+
+
+def test_invalid_utf8_is_one_log_line_not_a_traceback(
+    fuzzed: tuple[Target, ServerProcess],
+) -> None:
+    target, process = fuzzed
+    logged = process.stderr.stat().st_size
+    Fuzzer(target, strict=True).play(KNOWN["invalid UTF-8 in a text frame"](target.tokens))
+    with process.stderr.open("rb") as log:
+        log.seek(logged)
+        lines = log.read().decode(errors="replace").splitlines()
+    assert [line for line in lines if "Invalid UTF-8" in line] == [
+        "INFO:     Invalid UTF-8 sequence received from client."
+    ], lines
+    assert not any("Traceback" in line for line in lines), lines
