@@ -25,6 +25,7 @@ from starlette.routing import WebSocketRoute
 from starlette.websockets import WebSocket, WebSocketDisconnect
 from websockets.asyncio.server import ServerConnection, serve
 
+from presence.cli import UVICORN_SETTINGS
 from presence.wire import MAX_FRAME
 
 from .worker import raise_open_files
@@ -62,18 +63,7 @@ async def starlette_endpoint(websocket: WebSocket) -> None:
 def run_starlette(port: int) -> None:
     app = Starlette(routes=[WebSocketRoute("/ws/device", starlette_endpoint)])
     uvicorn.run(
-        app,
-        host="127.0.0.1",
-        port=port,
-        loop="uvloop",
-        http="httptools",
-        ws="websockets-sansio",
-        ws_per_message_deflate=False,
-        ws_max_size=16 * MAX_FRAME,
-        ws_ping_interval=None,
-        log_level="info",
-        lifespan="off",
-        timeout_graceful_shutdown=5,
+        app, host="127.0.0.1", port=port, http="httptools", lifespan="off", **UVICORN_SETTINGS
     )
 
 

@@ -20,6 +20,7 @@ import threading
 import urllib.error
 from collections.abc import Awaitable, Callable
 from dataclasses import replace
+from typing import Any
 
 import uvicorn
 
@@ -37,6 +38,19 @@ Background = Callable[[asyncio.Event], Awaitable[None]]
 
 #: How long the background job may take to wind down (the demo's devices log out).
 BACKGROUND_STOP_TIMEOUT = 5.0
+#: How a node runs uvicorn, besides its app, address, HTTP protocol and lifespan
+#: (the benchmark's bare Starlette server runs with the same). uvloop and
+#: httptools spend about half the CPU of asyncio's loop and h11 per heartbeat
+#: and per login: docs/PERFORMANCE.md.
+UVICORN_SETTINGS: dict[str, Any] = {
+    "loop": "uvloop",
+    "ws": "websockets-sansio",
+    "ws_per_message_deflate": False,
+    "ws_max_size": 16 * MAX_FRAME,
+    "ws_ping_interval": None,
+    "log_level": "info",
+    "timeout_graceful_shutdown": 5,
+}
 #: Allocations between collections of the youngest objects (Python: 700).
 GC_THRESHOLD = 10_000
 
@@ -211,17 +225,9 @@ def _run_node(
             app,
             host=config.host,
             port=config.port,
-            # uvloop and httptools (under HeadersDeadline) spend about half the CPU of
-            # asyncio's loop and h11 per heartbeat and per login: docs/PERFORMANCE.md.
-            loop="uvloop",
             http=HeadersDeadline,
-            ws="websockets-sansio",
-            ws_per_message_deflate=False,
-            ws_max_size=16 * MAX_FRAME,
-            ws_ping_interval=None,
-            log_level="info",
             lifespan="on",
-            timeout_graceful_shutdown=5,
+            **UVICORN_SETTINGS,
         ),
         app.coordinator,
         background,
