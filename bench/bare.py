@@ -4,8 +4,8 @@ Each answers ``hello`` with a fixed ``welcome`` and ``heartbeat`` with a fixed
 ``heartbeat_ack`` at ``/ws/device``, and does nothing else: whatever they cost
 per session and per message is the floor under ours.
 
-- ``starlette``: a Starlette WebSocket endpoint on uvicorn, with the uvicorn
-  settings of ``presence serve`` (``presence/cli.py``; keep them in step).
+- ``starlette``: a Starlette WebSocket endpoint on uvicorn's WebSockets, with
+  the uvicorn settings of ``presence serve`` (``presence/cli.py``).
 - ``websockets``: a plain ``websockets`` asyncio server.
 
 Both run on uvloop, as ``presence serve`` does.
@@ -63,7 +63,16 @@ async def starlette_endpoint(websocket: WebSocket) -> None:
 def run_starlette(port: int) -> None:
     app = Starlette(routes=[WebSocketRoute("/ws/device", starlette_endpoint)])
     uvicorn.run(
-        app, host="127.0.0.1", port=port, http="httptools", lifespan="off", **UVICORN_SETTINGS
+        app,
+        host="127.0.0.1",
+        port=port,
+        http="httptools",
+        ws="websockets-sansio",
+        ws_per_message_deflate=False,
+        ws_max_size=16 * MAX_FRAME,
+        ws_ping_interval=None,
+        lifespan="off",
+        **UVICORN_SETTINGS,
     )
 
 

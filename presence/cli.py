@@ -29,7 +29,6 @@ from .config import Config
 from .coordinator import Coordinator
 from .web.app import create_app
 from .web.http import HeadersDeadline
-from .wire import MAX_FRAME
 
 logger = logging.getLogger(__name__)
 
@@ -38,35 +37,17 @@ Background = Callable[[asyncio.Event], Awaitable[None]]
 
 #: How long the background job may take to wind down (the demo's devices log out).
 BACKGROUND_STOP_TIMEOUT = 5.0
-#: How a node runs uvicorn, besides its app, address, HTTP protocol and lifespan
-#: (the benchmark's bare Starlette server runs with the same). uvloop and
-#: httptools spend about half the CPU of asyncio's loop and h11 per heartbeat
-#: and per login: docs/PERFORMANCE.md.
+#: How a node runs uvicorn, besides its app, address and lifespan (the
+#: benchmark's bare Starlette server runs with the same). uvloop and httptools
+#: spend about half the CPU of asyncio's loop and h11 per heartbeat and per
+#: login; WebSockets are the node's own (``web/http.py``): docs/PERFORMANCE.md.
 UVICORN_SETTINGS: dict[str, Any] = {
     "loop": "uvloop",
-    "ws": "websockets-sansio",
-    "ws_per_message_deflate": False,
-    "ws_max_size": 16 * MAX_FRAME,
-    "ws_ping_interval": None,
     "log_level": "info",
     "timeout_graceful_shutdown": 5,
 }
 #: Allocations between collections of the youngest objects (Python: 700).
 GC_THRESHOLD = 10_000
-
-
-class _ClientFaults(logging.Filter):
-    """A client's invalid UTF-8 is its own fault: one line, not a server traceback.
-
-    uvicorn logs it as an error with a traceback, so any client could flood
-    the log; the connection is closed 1007 all the same.
-    """
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        if record.msg == "Invalid UTF-8 sequence received from client.":
-            record.exc_info, record.exc_text = None, None
-            record.levelno, record.levelname = logging.INFO, "INFO"
-        return True
 
 
 class _Server(uvicorn.Server):
@@ -226,13 +207,13 @@ def _run_node(
             host=config.host,
             port=config.port,
             http=HeadersDeadline,
+            ws="none",
             lifespan="on",
             **UVICORN_SETTINGS,
         ),
         app.coordinator,
         background,
     )
-    logging.getLogger("uvicorn.error").addFilter(_ClientFaults())
     # Sessions are long-lived objects: leave the code's objects out of every
     # collection, and collect young objects less often (docs/PERFORMANCE.md).
     gc.freeze()

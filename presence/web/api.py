@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -22,6 +22,7 @@ from .guard import authenticated
 ID = re.compile(r"[a-z0-9][a-z0-9-]{0,62}")
 EMAIL = re.compile(r"[^@\s]+@[^@\s]+")
 MAX_COUNT = 1_000_000
+T = TypeVar("T")
 
 Handler = Callable[[Request, Admin, TokenGrant], Awaitable[Response]]
 
@@ -29,10 +30,16 @@ Handler = Callable[[Request, Admin, TokenGrant], Awaitable[Response]]
 def _endpoint(handler: Handler) -> Callable[[Request], Awaitable[Response]]:
     async def endpoint(request: Request) -> Response:
         admin: Admin = request.app.state.admin
-        who = await authenticated(request, lambda: admin.authenticate(bearer(request)))
+        who = await authenticated_request(request, lambda: admin.authenticate(bearer(request)))
         return await handler(request, admin, who)
 
     return endpoint
+
+
+async def authenticated_request(request: Request, authenticate: Callable[[], Awaitable[T]]) -> T:
+    client = request.client
+    address = client.host if client else "unknown"
+    return await authenticated(request.app.state.guard, address, authenticate)
 
 
 def bearer(request: Request) -> str | None:

@@ -1,7 +1,7 @@
-"""The ASGI application: routes, error responses, and the node's lifespan.
+"""The application: routes, WebSocket endpoints, error responses, and the node's lifespan.
 
-Starlette serves everything but ``/ws/device``, the hot path of every device,
-which is dispatched before it to :class:`~.device.DeviceEndpoint`.
+Starlette serves HTTP; the WebSocket endpoints run on our own WebSocket layer
+(:mod:`.link`), which the HTTP protocol (:mod:`.http`) hands upgrades to.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
-from starlette.routing import Mount, Route, WebSocketRoute
+from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.types import Receive, Scope, Send
 
@@ -27,25 +27,26 @@ from ..storage import store_for_url
 from ..wallboard import Wallboards
 from . import api
 from .device import DeviceEndpoint
-from .guard import Guard, authenticated
-from .wallboard import wallboard_endpoint
+from .guard import Guard
+from .link import Endpoint
+from .wallboard import WallboardEndpoint
 
 STATIC = Path(__file__).resolve().parent.parent.parent / "static"
 
 
 class App:
-    """The server's ASGI application: the device endpoint, and Starlette for the rest."""
+    """The server: Starlette's ASGI application, and the WebSocket endpoints by path."""
 
-    def __init__(self, starlette: Starlette, devices: DeviceEndpoint) -> None:
+    def __init__(
+        self, starlette: Starlette, websockets: dict[str, Endpoint], coordinator: Coordinator
+    ) -> None:
         self.starlette = starlette
-        self.devices = devices
-        self.coordinator = devices.coordinator
+        self.websockets = websockets
+        self.coordinator = coordinator
+        self.config = coordinator.config
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "websocket" and scope["path"] == "/ws/device":
-            await self.devices(scope, receive, send)
-        else:
-            await self.starlette(scope, receive, send)
+        await self.starlette(scope, receive, send)
 
 
 def create_app(config: Config) -> App:
@@ -73,7 +74,6 @@ def create_app(config: Config) -> App:
             Route("/healthz", healthz),
             Route("/metrics", metrics),
             *api.routes,
-            WebSocketRoute("/ws/wallboard", wallboard_endpoint),
             Mount("/", StaticFiles(directory=STATIC, html=True)),
         ],
         exception_handlers={PresenceError: presence_error, HTTPException: http_error},
@@ -82,9 +82,12 @@ def create_app(config: Config) -> App:
     app.state.config = config
     app.state.coordinator = coordinator
     app.state.admin = admin
-    app.state.wallboards = wallboards
     app.state.guard = guard
-    return App(app, DeviceEndpoint(coordinator, guard))
+    endpoints: dict[str, Endpoint] = {
+        "/ws/device": DeviceEndpoint(coordinator, guard),
+        "/ws/wallboard": WallboardEndpoint(admin, wallboards, guard, config.hello_timeout),
+    }
+    return App(app, endpoints, coordinator)
 
 
 async def healthz(request: Request) -> Response:
@@ -98,7 +101,8 @@ async def metrics(request: Request) -> Response:
     """Open to all, unless configured to need the server admin token."""
     if request.app.state.config.metrics_need_token:
         admin: Admin = request.app.state.admin
-        who = await authenticated(request, lambda: admin.authenticate(api.bearer(request)))
+        token = api.bearer(request)
+        who = await api.authenticated_request(request, lambda: admin.authenticate(token))
         if who.role != "server":
             raise Forbidden("Only the server administrator may read the metrics.")
     coordinator: Coordinator = request.app.state.coordinator

@@ -9,14 +9,11 @@ from __future__ import annotations
 import asyncio
 import time
 
-from starlette.datastructures import Headers
-from starlette.types import Receive, Scope, Send
-
 from .. import wire
 from ..coordinator import Coordinator
 from ..errors import StorageError
 from ..session import Session
-from .guard import TOO_MANY_CONNECTIONS, Guard, address_of, counted
+from .guard import TOO_MANY_CONNECTIONS, Guard, counted
 from .link import Link
 
 RATE_LIMIT = 50  # messages in one second
@@ -49,23 +46,16 @@ class _Limits:
 
 
 class DeviceEndpoint:
-    """``/ws/device`` as a plain ASGI application: frames go to uvicorn with nothing between."""
+    """``/ws/device``: a device session for each connection."""
 
     def __init__(self, coordinator: Coordinator, guard: Guard) -> None:
         self.coordinator = coordinator
         self.guard = guard
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+    async def __call__(self, link: Link) -> None:
         coordinator = self.coordinator
-        if (await receive())["type"] != "websocket.connect":
-            return
-        if not origin_allowed(Headers(scope=scope), coordinator.config.allowed_origins):
-            await send({"type": "websocket.close", "code": 4403})
-            return
-        await send({"type": "websocket.accept"})
-        link = Link(receive, send)
         session = coordinator.open_session(link)
-        address = address_of(scope)
+        address = link.address
         with counted(self.guard, address) as allowed:
             try:
                 if allowed:
@@ -124,14 +114,3 @@ async def _serve(
                 session.end(4400, wire.error_frame(exc.code, exc.message))
             else:
                 await session.error(exc.code, exc.message)
-
-
-def origin_allowed(headers: Headers, allowed: tuple[str, ...]) -> bool:
-    """Native apps send no Origin; browsers must come from an allowed origin."""
-    origin = headers.get("origin")
-    if origin is None:
-        return True
-    if allowed:
-        return origin in allowed or "*" in allowed
-    host = headers.get("host", "")
-    return origin.split("://", 1)[-1] == host

@@ -1,7 +1,7 @@
 """Per client address: a cap on open connections, and a brake on token guessing.
 
-Addresses are those uvicorn reports (the peer, or the forwarded client behind
-a trusted proxy). Failed authentications are remembered for one minute; an
+Addresses are the peer's, or behind a trusted proxy the forwarded client's,
+by uvicorn's rules. Failed authentications are remembered for one minute; an
 address with too many of them is refused any authentication, valid tokens
 included, until they age out.
 """
@@ -13,9 +13,6 @@ import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Iterator
 from typing import TypeVar
-
-from starlette.requests import HTTPConnection
-from starlette.types import Scope
 
 from ..errors import RateLimited, Unauthorized
 
@@ -77,15 +74,8 @@ class Guard:
             failures.popleft()
 
 
-def address_of(scope: Scope) -> str:
-    client = scope.get("client")
-    return str(client[0]) if client else "unknown"
-
-
-async def authenticated(connection: HTTPConnection, authenticate: Callable[[], Awaitable[T]]) -> T:
+async def authenticated(guard: Guard, address: str, authenticate: Callable[[], Awaitable[T]]) -> T:
     """Run ``authenticate`` unless the client's address is blocked; count its failure."""
-    guard: Guard = connection.app.state.guard
-    address = address_of(connection.scope)
     if guard.blocked(address):
         raise RateLimited("Too many failed authentications from your address; wait a minute.")
     try:

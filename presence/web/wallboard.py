@@ -6,69 +6,70 @@ import asyncio
 import json
 from typing import Any
 
-from starlette.websockets import WebSocket
-
 from .. import wire
 from ..admin import Admin
 from ..errors import PresenceError
 from ..wallboard import Board, Wallboards
-from .device import origin_allowed
-from .guard import TOO_MANY_CONNECTIONS, address_of, authenticated, counted
+from .guard import TOO_MANY_CONNECTIONS, Guard, authenticated, counted
 from .link import Link
 
 CLOSE_CODES = {401: 4401, 403: 4403, 404: 4404, 429: 4429}
 
 
-async def wallboard_endpoint(websocket: WebSocket) -> None:
-    config = websocket.app.state.config
-    if not origin_allowed(websocket.headers, config.allowed_origins):
-        await websocket.close(4403)
-        return
-    await websocket.accept()
-    link = Link(websocket.receive, websocket.send)
-    with counted(websocket.app.state.guard, address_of(websocket.scope)) as allowed:
-        try:
-            if not allowed:
-                raise _Refused("rate_limited", TOO_MANY_CONNECTIONS, 4429)
-            await _serve(websocket, link)
-        except _Refused as refused:
-            link.push(wire.error_frame(refused.code, refused.message))
-            link.close(refused.close_code)
-            await link.drain()
+class WallboardEndpoint:
+    """``/ws/wallboard``: a board for each connection, once its ``hello`` authenticates."""
 
+    def __init__(
+        self, admin: Admin, boards: Wallboards, guard: Guard, hello_timeout: float
+    ) -> None:
+        self.admin = admin
+        self.boards = boards
+        self.guard = guard
+        self.hello_timeout = hello_timeout
 
-async def _serve(websocket: WebSocket, link: Link) -> None:
-    admin: Admin = websocket.app.state.admin
-    boards: Wallboards = websocket.app.state.wallboards
-    timeout = websocket.app.state.config.hello_timeout
-    board: Board | None = None
-    try:
-        try:
-            hello = _object(await asyncio.wait_for(link.receive(), timeout))
-            if hello.get("type") != "hello":
-                raise wire.BadMessage("Send hello {token} first.")
-            token = str(hello.get("token") or "")
-            who = await authenticated(websocket, lambda: admin.authenticate(token))
-            board = Board(link, str(hello.get("domain") or who.domain_id or ""))
-            # Changes from here until the snapshot is sent wait in the board's backlog.
-            boards.add(board)
-            snapshot = await admin.presence(who, board.domain_id, events=50)
-        except TimeoutError:
-            raise _Refused("hello_timeout", "Send hello {token} first.", 4408) from None
-        except wire.BadMessage as exc:
-            raise _Refused(exc.code, exc.message, 4400) from None
-        except PresenceError as exc:
-            raise _Refused(exc.code, exc.message, CLOSE_CODES.get(exc.status, 4400)) from None
-        boards.start(board, snapshot)
-        while (frame := await link.receive()) is not None:
+    async def __call__(self, link: Link) -> None:
+        with counted(self.guard, link.address) as allowed:
             try:
-                if _object(frame).get("type") == "ping":
-                    await link.send(wire.encode({"type": "pong"}))
-            except wire.BadMessage:
-                pass  # a board has nothing else to say; ignore what it cannot
-    finally:
-        if board is not None:
-            boards.remove(board)
+                if not allowed:
+                    raise _Refused("rate_limited", TOO_MANY_CONNECTIONS, 4429)
+                await self._serve(link)
+            except _Refused as refused:
+                link.push(wire.error_frame(refused.code, refused.message))
+                link.close(refused.close_code)
+                await link.drain()
+
+    async def _serve(self, link: Link) -> None:
+        admin = self.admin
+        board: Board | None = None
+        try:
+            try:
+                hello = _object(await asyncio.wait_for(link.receive(), self.hello_timeout))
+                if hello.get("type") != "hello":
+                    raise wire.BadMessage("Send hello {token} first.")
+                token = str(hello.get("token") or "")
+                who = await authenticated(
+                    self.guard, link.address, lambda: admin.authenticate(token)
+                )
+                board = Board(link, str(hello.get("domain") or who.domain_id or ""))
+                # Changes from here until the snapshot is sent wait in the board's backlog.
+                self.boards.add(board)
+                snapshot = await admin.presence(who, board.domain_id, events=50)
+            except TimeoutError:
+                raise _Refused("hello_timeout", "Send hello {token} first.", 4408) from None
+            except wire.BadMessage as exc:
+                raise _Refused(exc.code, exc.message, 4400) from None
+            except PresenceError as exc:
+                raise _Refused(exc.code, exc.message, CLOSE_CODES.get(exc.status, 4400)) from None
+            self.boards.start(board, snapshot)
+            while (frame := await link.receive()) is not None:
+                try:
+                    if _object(frame).get("type") == "ping":
+                        await link.send(wire.encode({"type": "pong"}))
+                except wire.BadMessage:
+                    pass  # a board has nothing else to say; ignore what it cannot
+        finally:
+            if board is not None:
+                self.boards.remove(board)
 
 
 class _Refused(Exception):
