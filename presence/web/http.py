@@ -87,8 +87,10 @@ class HeadersDeadline(HttpToolsProtocol):
             headers.get(b"origin"), headers.get(b"host", ""), app.config.allowed_origins
         ):
             refusal = 403, "This origin may not open WebSockets here.", []
-        elif self.scope["method"] != "GET" or not _is_key(key):
-            refusal = 400, "A WebSocket handshake is a GET with a Sec-WebSocket-Key.", []
+        elif (
+            self.scope["method"] != "GET" or self.scope["http_version"] != "1.1" or not _is_key(key)
+        ):
+            refusal = 400, "A WebSocket handshake is an HTTP/1.1 GET with a Sec-WebSocket-Key.", []
         elif headers.get(b"sec-websocket-version") != "13":
             refusal = 426, "Only WebSocket version 13 is spoken here.", [VERSION_13]
         else:
