@@ -14,6 +14,7 @@ without a query.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import sqlite3
 import time
@@ -74,8 +75,9 @@ class SQLiteStore(Store):
     """A store in one SQLite file; ``path`` is created readable by its owner only.
 
     Statements run on the event loop's thread: on a local file they take
-    microseconds, less than a hop to another thread. Only the commit of a
-    transaction that wrote, which waits for the disk, runs in a thread.
+    microseconds, less than a hop to another thread. Only the COMMIT, which
+    waits for the disk, runs in a thread, for many transactions at once
+    (:class:`_Batch`).
     """
 
     def __init__(self, path: str, node_id: str) -> None:
@@ -83,6 +85,8 @@ class SQLiteStore(Store):
         self.path = path
         self._db: sqlite3.Connection | None = None
         self._lock = asyncio.Lock()
+        self._batch: _Batch | None = None
+        self._committer: asyncio.Task[None] | None = None
         self._lease_ttl = 0.0
         self._leases = LiveLeases()
 
@@ -136,51 +140,113 @@ class SQLiteStore(Store):
 
     @asynccontextmanager
     async def transaction(self, domain_id: str | None = None) -> AsyncIterator[SQLiteTx]:
+        """One transaction, made durable by the next COMMIT (see :class:`_Batch`)."""
         db = self._db
         if db is None:
             raise StorageError("The database is not open.")
         async with self._lock:
             tx = SQLiteTx(db, self._leases)
-            cancelled = False
             try:
-                db.execute("BEGIN IMMEDIATE")
-                yield tx
-                if tx.wrote:
-                    cancelled = await _commit_in_thread(db)
-                else:
-                    db.execute("COMMIT")
+                if not db.in_transaction:
+                    if self._batch is not None:  # SQLite rolled the batch back on an error
+                        self._abandon("The database rolled back a transaction.")
+                    db.execute("BEGIN IMMEDIATE")
+                db.execute("SAVEPOINT tx")
             except sqlite3.Error as exc:
-                self._rollback(db, tx)
                 raise StorageError(f"The database failed: {exc}") from exc
-            except BaseException:
-                self._rollback(db, tx)
+            try:
+                yield tx
+                db.execute("RELEASE tx")
+            except BaseException as exc:
+                with contextlib.suppress(sqlite3.Error):  # gone if SQLite rolled back all
+                    db.execute("ROLLBACK TO tx")
+                    db.execute("RELEASE tx")
+                tx.undo()
+                if isinstance(exc, sqlite3.Error):
+                    raise StorageError(f"The database failed: {exc}") from exc
                 raise
-        self.bus.deliver(tx.notes)
+            batch = self._batch
+            if tx.wrote:
+                if batch is None:
+                    batch = self._batch = _Batch()
+                    self._committer = asyncio.create_task(self._commit())
+                batch.txs.append(tx)
+            elif batch is None:
+                db.execute("COMMIT")  # read only, and nothing else waits: no disk write
+                self.bus.deliver(tx.notes)
+                return
+        # Written, or read what others wrote: done once that is on disk.
+        cancelled = False
+        while not batch.done.done():
+            try:
+                await asyncio.wait([batch.done])
+            except asyncio.CancelledError:
+                cancelled = True
+        batch.done.result()  # the commit's error, if any
+        if not tx.wrote:
+            self.bus.deliver(tx.notes)
         if cancelled:
             raise asyncio.CancelledError
 
-    @staticmethod
-    def _rollback(db: sqlite3.Connection, tx: SQLiteTx) -> None:
-        if db.in_transaction:
-            db.execute("ROLLBACK")
-        tx.undo()
+    async def _commit(self) -> None:
+        """COMMIT the batch, once the transactions queued before this call have joined it.
+
+        The COMMIT runs in a thread, which waits for the disk; the lock keeps
+        every statement off the connection meanwhile.
+        """
+        async with self._lock:
+            batch, self._batch = self._batch, None
+            if batch is None:
+                return  # abandoned
+            db = self._db
+            assert db is not None
+            committing = asyncio.get_running_loop().run_in_executor(None, db.execute, "COMMIT")
+            cancelled = False
+            while not committing.done():  # cancelled, still follow what the file holds
+                try:
+                    await asyncio.wait([committing])
+                except asyncio.CancelledError:
+                    cancelled = True
+            try:
+                committing.result()
+            except sqlite3.Error as exc:
+                self._batch = batch
+                self._abandon(f"The database failed: {exc}")
+            else:
+                for tx in batch.txs:
+                    self.bus.deliver(tx.notes)
+                batch.done.set_result(None)
+            if cancelled:
+                raise asyncio.CancelledError
+
+    def _abandon(self, message: str) -> None:
+        """Roll the batch back, in memory as in the file; its transactions fail."""
+        batch, self._batch = self._batch, None
+        assert batch is not None and self._db is not None
+        if self._db.in_transaction:
+            self._db.execute("ROLLBACK")
+        for tx in reversed(batch.txs):
+            tx.undo()
+        batch.done.set_exception(StorageError(message))
 
 
-async def _commit_in_thread(db: sqlite3.Connection) -> bool:
-    """COMMIT in a thread, which waits for the disk; whether the caller was cancelled.
+class _Batch:
+    """The transactions that wrote since the last COMMIT (group commit).
 
-    A cancelled caller still waits for the commit to end, so that the leases in
-    memory and the notes follow what the file holds.
+    Transactions run one at a time, each in a savepoint of one open SQLite
+    transaction. One that wrote waits for the next COMMIT, which a task takes
+    once the transactions queued before it have run; those that queue up
+    while it waits for the disk join the COMMIT after. Under load, one disk
+    write makes many transactions durable. Their notes are delivered in order
+    once the COMMIT is done; if it fails, every one of them is undone and
+    fails.
     """
-    committing = asyncio.get_running_loop().run_in_executor(None, db.execute, "COMMIT")
-    cancelled = False
-    while not committing.done():
-        try:
-            await asyncio.shield(committing)
-        except asyncio.CancelledError:
-            cancelled = True
-    committing.result()  # the commit's own error, if any
-    return cancelled
+
+    __slots__ = ("txs", "done")
+
+    def __init__(self) -> None:
+        self.txs: list[SQLiteTx] = []
+        self.done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
 
 
 class LiveLeases:

@@ -13,6 +13,7 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import replace
+from operator import attrgetter
 from pathlib import Path
 
 import asyncpg
@@ -34,6 +35,7 @@ SHORT_TTL = 0.5
 CLOSING_TTL = 2.0
 
 only_postgresql = pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+by_id = attrgetter("id")
 
 
 def new_domain(domain_id: str = "acme", named_licenses: int = 0) -> Domain:
@@ -391,6 +393,30 @@ async def test_a_rolled_back_transaction_leaves_the_leases_as_they_were(store: S
         assert await tx.leases("acme") == [kept, ended]
         assert await tx.leases("acme", pool="desk", user_id="u2") == [ended]
         assert await tx.lease(kept.id) == kept
+
+
+async def test_transactions_at_once_commit_or_roll_back_each_alone(nodes: Nodes) -> None:
+    """Many transactions at once (on SQLite, committed together): each is kept or not alone."""
+    store = await nodes.open()
+    leases = [new_lease(store, user_id=f"u{n}", seat=n) for n in range(40)]
+
+    async def write(n: int) -> None:
+        async with store.transaction("acme") as tx:
+            await tx.insert_lease(leases[n])
+            if n % 4 == 0:
+                raise RuntimeError("rolled back")
+
+    outcomes = await asyncio.gather(*(write(n) for n in range(40)), return_exceptions=True)
+    assert [isinstance(outcome, RuntimeError) for outcome in outcomes] == [
+        n % 4 == 0 for n in range(40)
+    ]
+    kept = sorted((lease for n, lease in enumerate(leases) if n % 4), key=by_id)
+    async with store.transaction() as tx:
+        assert sorted(await tx.leases("acme"), key=by_id) == kept
+    await store.close()
+    reopened = await nodes.open()
+    async with reopened.transaction() as tx:
+        assert sorted(await tx.leases("acme"), key=by_id) == kept
 
 
 async def test_a_transaction_cancelled_as_it_commits_is_whole_or_gone(nodes: Nodes) -> None:
