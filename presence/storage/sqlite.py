@@ -86,7 +86,7 @@ class SQLiteStore(Store):
         self._db: sqlite3.Connection | None = None
         self._lock = asyncio.Lock()
         self._batch: _Batch | None = None
-        self._committer: asyncio.Task[None] | None = None
+        self._committer: asyncio.Task[None] | None = None  # held: the loop keeps weak refs
         self._lease_ttl = 0.0
         self._leases = LiveLeases()
 
@@ -224,7 +224,8 @@ class SQLiteStore(Store):
         batch, self._batch = self._batch, None
         assert batch is not None and self._db is not None
         if self._db.in_transaction:
-            self._db.execute("ROLLBACK")
+            with contextlib.suppress(sqlite3.Error):  # the batch fails all the same
+                self._db.execute("ROLLBACK")
         for tx in reversed(batch.txs):
             tx.undo()
         batch.done.set_exception(StorageError(message))
