@@ -170,8 +170,7 @@ class Coordinator:
                     outcome = next(e for e in decisions.effects if isinstance(e, Granted))
                 else:
                     assert user.license.pool is not None
-                    pool = await tx.pool(domain_id, user.license.pool)
-                    assert pool is not None  # a pool with users cannot be deleted
+                    pool = await leases.used_pool(tx, domain_id, user.license.pool)
                     session.pool = pool
                     decisions = await leases.load_book(tx, pool)
                     outcome = decisions.acquire(request, now)

@@ -75,6 +75,14 @@ async def commit(tx: Tx, domain_id: str, decisions: Decisions) -> list[StoredEve
     return stored
 
 
+async def used_pool(tx: Tx, domain_id: str, pool_id: str) -> Pool:
+    """A pool that a user or a lease is in, which the admin rules keep from deletion."""
+    pool = await tx.pool(domain_id, pool_id)
+    if pool is None:
+        raise LookupError(f"pool {domain_id}/{pool_id} is gone, yet in use")
+    return pool
+
+
 def pool_changed(tx: Tx, domain_id: str, pool_id: str) -> None:
     """Tell every node to announce a pool's state (or that it is gone)."""
     tx.notify({"kind": "pool", "domain": domain_id, "pool": pool_id})
@@ -87,9 +95,7 @@ async def release(tx: Tx, lease: Lease, reason: str, now: float) -> None:
         decisions.end(lease, reason, now)
         await commit(tx, lease.domain_id, decisions)
         return
-    pool = await tx.pool(lease.domain_id, lease.pool)
-    assert pool is not None  # a pool with leases cannot be deleted
-    book = await load_book(tx, pool)
+    book = await load_book(tx, await used_pool(tx, lease.domain_id, lease.pool))
     book.release(lease.id, reason, now)
     await commit(tx, lease.domain_id, book)
 
@@ -115,9 +121,7 @@ async def end_user(tx: Tx, user: User, reason: str, now: float) -> None:
     for lease in await tx.leases(user.domain_id, user_id=user.id):
         await release(tx, lease, reason, now)
     if user.license.model == "seat" and user.license.pool is not None:
-        pool = await tx.pool(user.domain_id, user.license.pool)
-        assert pool is not None  # a pool with users cannot be deleted
-        book = await load_book(tx, pool)
+        book = await load_book(tx, await used_pool(tx, user.domain_id, user.license.pool))
         for waiter in list(book.waiters):
             if waiter.user_id == user.id:
                 book.leave(waiter.session_id, now)

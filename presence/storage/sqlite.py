@@ -176,12 +176,7 @@ class SQLiteStore(Store):
                 self.bus.deliver(tx.notes)
                 return
         # Written, or read what others wrote: done once that is on disk.
-        cancelled = False
-        while not batch.done.done():
-            try:
-                await asyncio.wait([batch.done])
-            except asyncio.CancelledError:
-                cancelled = True
+        cancelled = await _outcome(batch.done)
         batch.done.result()  # the commit's error, if any
         if not tx.wrote:
             self.bus.deliver(tx.notes)
@@ -201,12 +196,7 @@ class SQLiteStore(Store):
             db = self._db
             assert db is not None
             committing = asyncio.get_running_loop().run_in_executor(None, db.execute, "COMMIT")
-            cancelled = False
-            while not committing.done():  # cancelled, still follow what the file holds
-                try:
-                    await asyncio.wait([committing])
-                except asyncio.CancelledError:
-                    cancelled = True
+            cancelled = await _outcome(committing)
             try:
                 committing.result()
             except sqlite3.Error as exc:
@@ -229,6 +219,18 @@ class SQLiteStore(Store):
         for tx in reversed(batch.txs):
             tx.undo()
         batch.done.set_exception(StorageError(message))
+
+
+async def _outcome(future: asyncio.Future[Any]) -> bool:
+    """Wait until ``future`` is done, cancelled or not (memory must follow the file);
+    whether the caller was cancelled meanwhile."""
+    cancelled = False
+    while not future.done():
+        try:
+            await asyncio.wait([future])
+        except asyncio.CancelledError:
+            cancelled = True
+    return cancelled
 
 
 class _Batch:
