@@ -13,7 +13,7 @@ import uuid
 from dataclasses import dataclass, replace
 from typing import Any
 
-from . import leases
+from . import leases, notes
 from .core import rules, seats
 from .core.model import Domain, Lease, License, Pool, User
 from .core.usage import PoolUsage, usage
@@ -123,7 +123,7 @@ class Admin:
                 raise RuleViolation("already_exists", f"Pool {pool.id!r} exists already.")
             rules.check_domain(domain, [*pools, pool], await tx.named_users(domain.id))
             await tx.insert_pool(pool)
-            leases.pool_changed(tx, pool.domain_id, pool.id)
+            tx.notify(notes.PoolChanged(pool.domain_id, pool.id))
             return pool, 0
 
     async def update_pool(
@@ -142,7 +142,7 @@ class Admin:
             book = await leases.load_book(tx, changed)
             book.fill(await tx.now())  # a grown pool serves its queue at once
             await leases.commit(tx, domain_id, book)
-            leases.pool_changed(tx, domain_id, pool_id)
+            tx.notify(notes.PoolChanged(domain_id, pool_id))
             return changed, len(book.leases)
 
     async def delete_pool(self, who: TokenGrant, domain_id: str, pool_id: str) -> None:
@@ -156,7 +156,7 @@ class Admin:
                     f"Pool {pool_id!r} still has {len(members)} users; move them first.",
                 )
             await tx.delete_pool(domain_id, pool_id)
-            leases.pool_changed(tx, domain_id, pool_id)
+            tx.notify(notes.PoolChanged(domain_id, pool_id))
 
     # Users and their licenses.
 

@@ -26,7 +26,7 @@ import uvicorn
 
 from . import demo
 from .config import Config
-from .coordinator import Coordinator
+from .node import Node
 from .web.app import create_app
 from .web.http import HeadersDeadline
 
@@ -54,11 +54,9 @@ class _Server(uvicorn.Server):
     """Runs ``background`` once serving, and ends it, then device sessions (with
     ``server_shutdown``), before uvicorn closes sockets."""
 
-    def __init__(
-        self, config: uvicorn.Config, coordinator: Coordinator, background: Background | None
-    ) -> None:
+    def __init__(self, config: uvicorn.Config, node: Node, background: Background | None) -> None:
         super().__init__(config)
-        self.coordinator = coordinator
+        self.node = node
         self.background = background
         self._stop = asyncio.Event()
         self._job: asyncio.Task[None] | None = None
@@ -79,7 +77,7 @@ class _Server(uvicorn.Server):
             self._stop.set()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._job, BACKGROUND_STOP_TIMEOUT)
-        await self.coordinator.end_sessions()
+        await self.node.end_sessions()
         await super().shutdown(sockets)
 
 
@@ -211,7 +209,7 @@ def _run_node(
             lifespan="on",
             **UVICORN_SETTINGS,
         ),
-        app.coordinator,
+        app.node,
         background,
     )
     # Sessions are long-lived objects: leave the code's objects out of every

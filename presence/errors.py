@@ -14,6 +14,7 @@ endpoint into ``error`` frames.
       ``already_exists``)
     * :exc:`RateLimited` (``rate_limited`` 429: too many failed authentications)
     * :exc:`StorageError` (``unavailable`` 503: the database failed)
+        * :exc:`Overloaded` (``unavailable`` 503: work arrives faster than it is done)
 """
 
 from __future__ import annotations
@@ -72,3 +73,10 @@ class RateLimited(PresenceError):
 class StorageError(PresenceError):
     code = "unavailable"
     status = 503
+
+
+class Overloaded(StorageError):
+    """Logins arrive faster than the node, or the database, takes them."""
+
+    def __init__(self) -> None:
+        super().__init__("The server is busy with logins; try again in a moment.")

@@ -8,9 +8,12 @@ sessions to end or to welcome).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
+from . import notes
 from .core import seats
 from .core.model import Lease, Pool, User
-from .core.seats import Decisions, Dequeued, Ended, Enqueued, Granted, PoolBook, Updated
+from .core.seats import Decisions, Dequeued, Ended, Enqueued, Granted, PoolBook, Refusal, Updated
 from .metrics import METRICS
 from .storage import StoredEvent, Tx
 from .views import event_view
@@ -22,14 +25,29 @@ async def load_book(tx: Tx, pool: Pool) -> PoolBook:
         pool,
         await tx.leases(pool.domain_id, pool=pool.id),
         await tx.waiters(pool.domain_id, pool.id),
-        await tx.last_fencing_token(),
     )
 
 
-async def commit(tx: Tx, domain_id: str, decisions: Decisions) -> list[StoredEvent]:
+@dataclass(frozen=True, slots=True)
+class Committed:
+    """What :func:`commit` wrote: the leases granted (with their fencing tokens), by
+    session, and the events as logged."""
+
+    granted: dict[str, Lease]
+    events: list[StoredEvent]
+
+
+# Effects are written in this order: a seat a lease gives up is free for the
+# grant that takes it over, and a seat granted from the queue is written while
+# its queue place still says how long the session has (Tx.insert_lease).
+_ORDER = {Ended: 0, Updated: 1, Granted: 2, Enqueued: 3, Dequeued: 4, Refusal: 5}
+
+
+async def commit(tx: Tx, domain_id: str, decisions: Decisions) -> Committed:
     """Write ``decisions`` in ``tx`` and publish what changed to every node."""
     pools: set[str] = set()  # whose availability changed
     named: set[str] = set()  # users whose named devices changed
+    granted: dict[str, Lease] = {}
 
     def touched(lease: Lease) -> None:
         if lease.pool is None:
@@ -37,14 +55,14 @@ async def commit(tx: Tx, domain_id: str, decisions: Decisions) -> list[StoredEve
         else:
             pools.add(lease.pool)
 
-    for effect in decisions.effects:
+    for effect in sorted(decisions.effects, key=lambda e: _ORDER[type(e)]):
         if isinstance(effect, Granted):
-            await tx.insert_lease(effect.lease)
-            tx.notify({"kind": "granted", "session": effect.lease.session_id})
-            touched(effect.lease)
+            lease = granted[effect.lease.session_id] = await tx.insert_lease(effect.lease)
+            tx.notify(notes.QueueGranted(lease.session_id))
+            touched(lease)
         elif isinstance(effect, Ended):
             await tx.delete_lease(effect.lease.id)
-            tx.notify({"kind": "end", "session": effect.lease.session_id, "reason": effect.reason})
+            tx.notify(notes.LeaseEnded(effect.lease.session_id, effect.reason))
             touched(effect.lease)
         elif isinstance(effect, Updated):
             await tx.update_lease(effect.lease)
@@ -56,23 +74,17 @@ async def commit(tx: Tx, domain_id: str, decisions: Decisions) -> list[StoredEve
             await tx.delete_waiter(effect.waiter.session_id)
             pools.add(effect.waiter.pool)
         else:
-            tx.notify(
-                {"kind": "refused", "session": effect.session_id, "code": effect.code,
-                 "message": effect.message}
-            )  # fmt: skip
-    if isinstance(decisions, PoolBook):
-        await tx.set_last_fencing_token(decisions.last_token)
+            tx.notify(notes.QueueRefused(effect.session_id, effect.code, effect.message))
     for pool in sorted(pools):
-        pool_changed(tx, domain_id, pool)
+        tx.notify(notes.PoolChanged(domain_id, pool))
     for user_id in sorted(named):
-        tx.notify({"kind": "named", "domain": domain_id, "user": user_id})
+        tx.notify(notes.NamedChanged(domain_id, user_id))
     stored = await tx.add_events(decisions.events)
     for event in decisions.events:
         METRICS.events.inc(event.type)
     if stored:
-        tx.notify({"kind": "events", "domain": domain_id, "events": [
-            event_view(e) for e in stored]})  # fmt: skip
-    return stored
+        tx.notify(notes.EventsLogged(domain_id, tuple(event_view(e) for e in stored)))
+    return Committed(granted, stored)
 
 
 async def used_pool(tx: Tx, domain_id: str, pool_id: str) -> Pool:
@@ -81,11 +93,6 @@ async def used_pool(tx: Tx, domain_id: str, pool_id: str) -> Pool:
     if pool is None:
         raise LookupError(f"pool {domain_id}/{pool_id} is gone, yet in use")
     return pool
-
-
-def pool_changed(tx: Tx, domain_id: str, pool_id: str) -> None:
-    """Tell every node to announce a pool's state (or that it is gone)."""
-    tx.notify({"kind": "pool", "domain": domain_id, "pool": pool_id})
 
 
 async def release(tx: Tx, lease: Lease, reason: str, now: float) -> None:
@@ -100,18 +107,42 @@ async def release(tx: Tx, lease: Lease, reason: str, now: float) -> None:
     await commit(tx, lease.domain_id, book)
 
 
-async def free_orphans(tx: Tx, domain_id: str) -> None:
-    """Expire a domain's leases, and drop its waiters, of nodes that died."""
+async def leave(tx: Tx, session_id: str, lease_id: str, reason: str) -> None:
+    """Free whatever a session holds in the store: its lease, or its queue place.
+
+    Read from the store, not from what the session believes it holds: a grant
+    from the queue or a login cut short may have committed unseen.
+    """
     now = await tx.now()
-    for lease in await tx.orphaned_leases():
+    lease = await tx.lease(lease_id)
+    if lease is not None:
+        await release(tx, lease, reason, now)
+        return
+    waiter = await tx.waiter(session_id)
+    if waiter is not None:
+        book = await load_book(tx, await used_pool(tx, waiter.domain_id, waiter.pool))
+        book.leave(session_id, now)
+        await commit(tx, waiter.domain_id, book)
+
+
+async def free_expired(tx: Tx, domain_id: str) -> None:
+    """End a domain's expired leases and drop its expired queue places."""
+    now = await tx.now()
+    for lease in await tx.expired_leases():
         if lease.domain_id == domain_id:
             await release(tx, lease, seats.LEASE_EXPIRED, now)
-    waiters = [w for w in await tx.orphaned_waiters() if w.domain_id == domain_id]
-    for pool in await tx.pools(domain_id):
-        if any(w.pool == pool.id for w in waiters):
+    # Expired places are out of the queue already (Tx.waiters): remove them, and
+    # let a seat they kept from others go to the head of the queue.
+    pools = set()
+    for waiter in await tx.expired_waiters():
+        if waiter.domain_id == domain_id:
+            await tx.delete_waiter(waiter.session_id)
+            pools.add(waiter.pool)
+    for pool_id in sorted(pools):
+        tx.notify(notes.PoolChanged(domain_id, pool_id))
+        pool = await tx.pool(domain_id, pool_id)
+        if pool is not None:  # a pool is deleted only without users, so without waiters
             book = await load_book(tx, pool)
-            for waiter in waiters:
-                book.leave(waiter.session_id, now)
             book.fill(now)
             await commit(tx, domain_id, book)
 
@@ -126,4 +157,4 @@ async def end_user(tx: Tx, user: User, reason: str, now: float) -> None:
             if waiter.user_id == user.id:
                 book.leave(waiter.session_id, now)
         await commit(tx, user.domain_id, book)
-    tx.notify({"kind": "user", "user": user.id, "reason": reason})
+    tx.notify(notes.UserEnded(user.id, reason))

@@ -67,6 +67,11 @@ class Metrics:
             "Connections closed by the server for misbehaving, by reason.",
             "reason",
         )
+        self.overloaded = Counter(
+            "presence_logins_overloaded_total",
+            "Logins refused with unavailable as they piled up, on the node or in a domain.",
+            "stage",
+        )
         self.heartbeat_seconds = Histogram(
             "presence_heartbeat_seconds", "Time to answer a heartbeat."
         )
@@ -78,6 +83,7 @@ class Metrics:
         lines = [
             *self.events.render(),
             *self.cut_off.render(),
+            *self.overloaded.render(),
             *self.heartbeat_seconds.render(),
             *self.login_seconds.render(),
             *gauges,

@@ -21,11 +21,12 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from . import views, wire
+from . import notes, views, wire
 from .admin import Snapshot
 from .core.seats import PoolBook
-from .session import Link
-from .storage import Note, Store
+from .node.session import Link
+from .notes import Note
+from .storage import Store
 
 
 class Board:
@@ -85,28 +86,25 @@ class Wallboards:
             self._send(domain_id, {"type": "pool", "pool": views.pool_presence_view(book)})
 
     async def noted(self, note: Note) -> None:
-        if note["kind"] == "resync":  # changes may have been missed: boards reconnect
-            for boards in list(self._boards.values()):
-                for board in list(boards):
-                    board.link.close(1012)
-            return
-        domain_id = note.get("domain")
-        if domain_id is None or not self.watching(domain_id):
-            return
-        if note["kind"] == "events":
-            names = await self._names_of(domain_id, {e["user_id"] for e in note["events"]})
-            for event in note["events"]:
-                event = views.named_event_view(event, names)
-                self._send(domain_id, {"type": "event", "event": event})
-        elif note["kind"] == "named":
-            async with self.store.transaction() as tx:
-                held = await tx.leases(domain_id, user_id=note["user"])
-                user = await tx.user(domain_id, note["user"])
-            named = views.named_view([lease for lease in held if lease.pool is None])
-            entry = named[0] if named else {"user": {"id": note["user"]}, "devices": []}
-            if user is not None:
-                entry["user"] = {"id": user.id, "name": user.name}
-            self._send(domain_id, {"type": "named", **entry})
+        match note:
+            case notes.Resync():  # changes may have been missed: boards reconnect
+                for boards in list(self._boards.values()):
+                    for board in list(boards):
+                        board.link.close(1012)
+            case notes.EventsLogged(domain_id, events) if self.watching(domain_id):
+                names = await self._names_of(domain_id, {e["user_id"] for e in events})
+                for event in events:
+                    event = views.named_event_view(event, names)
+                    self._send(domain_id, {"type": "event", "event": event})
+            case notes.NamedChanged(domain_id, user_id) if self.watching(domain_id):
+                async with self.store.transaction() as tx:
+                    held = await tx.leases(domain_id, user_id=user_id)
+                    user = await tx.user(domain_id, user_id)
+                named = views.named_view([lease for lease in held if lease.pool is None])
+                entry = named[0] if named else {"user": {"id": user_id}, "devices": []}
+                if user is not None:
+                    entry["user"] = {"id": user.id, "name": user.name}
+                self._send(domain_id, {"type": "named", **entry})
 
     async def _names_of(self, domain_id: str, user_ids: set[str]) -> dict[str, str]:
         """The domain's user names, read again when one of ``user_ids`` is new."""

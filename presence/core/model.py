@@ -60,14 +60,13 @@ class Device:
 class Lease:
     """One live session's hold: a seat of a pool, or a named user's device.
 
-    ``pool``, ``seat`` and ``fencing_token`` are ``None`` for named users.
-    ``idle_since`` is when the last call ended (or the grant), for idle
-    log-off; ``node_id`` is the server node that renews the lease.
+    ``pool``, ``seat`` and ``fencing_token`` are ``None`` for named users; a
+    seat lease gets its ``fencing_token`` when it is stored. ``idle_since`` is
+    when the last call ended (or the grant), for idle log-off.
     """
 
     id: str
     session_id: str
-    node_id: str
     domain_id: str
     user_id: str
     user_name: str
@@ -96,7 +95,6 @@ class Waiter:
 
     session_id: str
     lease_id: str
-    node_id: str
     domain_id: str
     pool: str
     user_id: str

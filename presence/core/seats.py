@@ -50,7 +50,6 @@ class Request:
 
     session_id: str
     lease_id: str
-    node_id: str
     domain_id: str
     user_id: str
     user_name: str
@@ -130,24 +129,17 @@ class Availability:
 class PoolBook(Decisions):
     """One pool's seats, leases and queue, for one transaction's decisions.
 
-    ``last_token`` is the highest fencing token ever granted (the store's
-    counter); every grant takes the next one.
+    A seat granted here has no fencing token yet: the store gives it the next
+    one of the database's counter as it writes the grant.
     """
 
-    __slots__ = ("pool", "leases", "waiters", "last_token")
+    __slots__ = ("pool", "leases", "waiters")
 
-    def __init__(
-        self,
-        pool: Pool,
-        leases: list[Lease],
-        waiters: list[Waiter],
-        last_token: int,
-    ) -> None:
+    def __init__(self, pool: Pool, leases: list[Lease], waiters: list[Waiter]) -> None:
         super().__init__()
         self.pool = pool
         self.leases = {lease.id: lease for lease in leases}
         self.waiters = list(waiters)
-        self.last_token = last_token
 
     def availability(self) -> Availability:
         occupied = len(self.leases)
@@ -177,6 +169,8 @@ class PoolBook(Decisions):
         self._leave_queue(request.session_id)
         held = self._lease_of_user(request.user_id)
         if held is not None:
+            if held.session_id == request.session_id:  # granted from the queue meanwhile
+                return Granted(held)
             if held.device.id == request.device.id:
                 self._drop(held, REPLACED, now)
                 return self._grant(request, held.seat, now)
@@ -198,9 +192,8 @@ class PoolBook(Decisions):
         )  # fmt: skip
         if request.queue:
             waiter = Waiter(
-                request.session_id, request.lease_id, request.node_id,
-                request.domain_id, self.pool.id, request.user_id, request.user_name,
-                request.device, now,
+                request.session_id, request.lease_id, request.domain_id, self.pool.id,
+                request.user_id, request.user_name, request.device, now,
             )  # fmt: skip
             self.waiters.append(waiter)
             enqueued = Enqueued(waiter)
@@ -230,8 +223,8 @@ class PoolBook(Decisions):
             waiter = self.waiters.pop(0)
             self.effects.append(Dequeued(waiter))
             request = Request(
-                waiter.session_id, waiter.lease_id, waiter.node_id,
-                waiter.domain_id, waiter.user_id, waiter.user_name, waiter.device,
+                waiter.session_id, waiter.lease_id, waiter.domain_id, waiter.user_id,
+                waiter.user_name, waiter.device,
             )  # fmt: skip
             held = self._lease_of_user(waiter.user_id)
             if held is None:
@@ -245,11 +238,9 @@ class PoolBook(Decisions):
                 )
 
     def _grant(self, request: Request, seat: int | None, now: float) -> Granted:
-        self.last_token += 1
         lease = Lease(
             id=request.lease_id,
             session_id=request.session_id,
-            node_id=request.node_id,
             domain_id=request.domain_id,
             user_id=request.user_id,
             user_name=request.user_name,
@@ -257,7 +248,6 @@ class PoolBook(Decisions):
             since=now,
             pool=self.pool.id,
             seat=seat,
-            fencing_token=self.last_token,
             idle_since=now,
         )
         self.leases[lease.id] = lease
@@ -327,7 +317,6 @@ def login_named(held: list[Lease], request: Request, now: float) -> Decisions:
     lease = Lease(
         id=request.lease_id,
         session_id=request.session_id,
-        node_id=request.node_id,
         domain_id=request.domain_id,
         user_id=request.user_id,
         user_name=request.user_name,

@@ -4,9 +4,13 @@ A :class:`Store` is the record of domains, pools, users, tokens, leases, the
 queue and the event log, and the bus between nodes. All reads and writes go
 through a :class:`Tx`; a transaction opened for a domain serialises with every
 other transaction of that domain, so a decision read and written inside one
-is atomic on every node. Notes given to :meth:`Tx.notify` reach the
-subscribers of every node after the transaction commits, and never if it rolls
-back.
+is atomic on every node. Notes (:mod:`presence.notes`) given to
+:meth:`Tx.notify` reach the subscribers of every node after the transaction
+commits, and never if it rolls back.
+
+Leases and queue places live while the node that serves their session renews
+them (:meth:`Store.renew`); one that is not renewed for ``lease_ttl`` has
+expired, whatever became of its node, and any node frees it.
 
 Backends translate their driver's errors into :exc:`presence.errors` types.
 """
@@ -17,17 +21,16 @@ import abc
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
-from typing import Any
 
 from ..core.model import Domain, Event, Lease, Pool, User, Waiter
+from ..errors import Overloaded
+from ..notes import Note
 
 logger = logging.getLogger(__name__)
-
-Note = dict[str, Any]
-"""A JSON object published to every node: ``{"kind": ..., ...}``."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,44 +101,49 @@ class Tx(abc.ABC):
     @abc.abstractmethod
     async def token(self, token_hash: str) -> TokenGrant | None: ...
 
-    # Leases, the queue and fencing tokens.
+    # Leases and the queue. Each expires ``lease_ttl`` after it was inserted or
+    # last renewed (:meth:`Store.renew`).
     @abc.abstractmethod
     async def leases(
         self, domain_id: str, *, pool: str | None = None, user_id: str | None = None
     ) -> list[Lease]:
-        """Live leases of a domain, of one pool or one user, oldest first."""
+        """Leases of a domain, of one pool or one user, oldest first."""
 
     @abc.abstractmethod
     async def lease(self, lease_id: str) -> Lease | None: ...
     @abc.abstractmethod
-    async def insert_lease(self, lease: Lease) -> None: ...
+    async def insert_lease(self, lease: Lease) -> Lease:
+        """Store a new lease; a seat lease gets its fencing token here.
+
+        Fencing tokens come from one counter of the whole database: each is
+        greater than every token handed out before it, on any node.
+        """
+
     @abc.abstractmethod
-    async def update_lease(self, lease: Lease) -> None: ...
+    async def update_lease(self, lease: Lease) -> None:
+        """Store a lease's call state (nothing else of a lease changes)."""
+
     @abc.abstractmethod
     async def delete_lease(self, lease_id: str) -> None: ...
     @abc.abstractmethod
     async def waiters(self, domain_id: str, pool: str) -> list[Waiter]:
-        """The pool's queue, in the order the sessions asked."""
+        """The pool's queue, in the order the sessions asked; expired places are not in it."""
+
+    @abc.abstractmethod
+    async def waiter(self, session_id: str) -> Waiter | None:
+        """The queue place of a session, if it waits."""
 
     @abc.abstractmethod
     async def insert_waiter(self, waiter: Waiter) -> None: ...
     @abc.abstractmethod
     async def delete_waiter(self, session_id: str) -> None: ...
     @abc.abstractmethod
-    async def last_fencing_token(self) -> int:
-        """The highest fencing token ever granted; it never goes backwards."""
+    async def expired_leases(self) -> list[Lease]:
+        """Leases of every domain that nobody renewed within ``lease_ttl``, oldest first."""
 
     @abc.abstractmethod
-    async def set_last_fencing_token(self, token: int) -> None: ...
-
-    # Nodes: a node's leases live while the node renews itself.
-    @abc.abstractmethod
-    async def orphaned_leases(self) -> list[Lease]:
-        """Leases of nodes that stopped renewing themselves past their TTL."""
-
-    @abc.abstractmethod
-    async def orphaned_waiters(self) -> list[Waiter]:
-        """Queued sessions of nodes that stopped renewing themselves."""
+    async def expired_waiters(self) -> list[Waiter]:
+        """Queue places of every domain that nobody renewed within ``lease_ttl``."""
 
     @abc.abstractmethod
     async def seat_counts(self) -> list[tuple[str, str, int, int]]:
@@ -178,23 +186,59 @@ class Store(abc.ABC):
 
     @abc.abstractmethod
     async def close(self) -> None:
-        """Renew this node one last time, then disconnect.
+        """Disconnect; leases stay until they expire, for their holders to reclaim."""
 
-        The node's leases stay for ``lease_ttl``, so that their holders can
-        reclaim them from another node or after a restart.
+    @abc.abstractmethod
+    def transaction(
+        self, domain_id: str | None = None, *, deadline: float | None = None
+    ) -> AbstractAsyncContextManager[Tx]:
+        """A transaction; with ``domain_id`` it holds that domain's lock.
+
+        With ``deadline`` (a :func:`time.monotonic` time), a transaction that
+        cannot begin by then (its turn came too late) raises
+        :exc:`~presence.errors.Overloaded` and does nothing.
         """
 
     @abc.abstractmethod
-    def transaction(self, domain_id: str | None = None) -> AbstractAsyncContextManager[Tx]:
-        """A transaction; with ``domain_id`` it holds that domain's lock."""
+    async def renew(self, session_ids: Collection[str]) -> None:
+        """Keep the leases and queue places of these sessions for another ``lease_ttl``.
 
-    @abc.abstractmethod
-    async def renew_node(self) -> None:
-        """Keep this node's leases alive for another ``lease_ttl``."""
+        A node renews the sessions it serves, and only those: whatever it
+        holds for a session it no longer serves expires by itself.
+        """
 
     @abc.abstractmethod
     def healthy(self) -> bool:
         """Whether the database answers."""
+
+
+def check_deadline(deadline: float | None) -> None:
+    """Raise :exc:`Overloaded` once ``deadline`` passed."""
+    if deadline is not None and time.monotonic() > deadline:
+        raise Overloaded
+
+
+class DomainTurns:
+    """Lets a node's transactions of one domain run one at a time, in order of arrival."""
+
+    def __init__(self) -> None:
+        self._locks: dict[str, tuple[asyncio.Lock, list[int]]] = {}
+
+    @contextlib.asynccontextmanager
+    async def turn(self, domain_id: str) -> AsyncIterator[None]:
+        """Wait for the domain's turn and hold it until the block ends."""
+        entry = self._locks.get(domain_id)
+        if entry is None:
+            entry = self._locks[domain_id] = (asyncio.Lock(), [0])
+        lock, users = entry
+        users[0] += 1
+        try:
+            async with lock:
+                yield
+        finally:
+            users[0] -= 1
+            if not users[0]:
+                del self._locks[domain_id]
 
 
 class Bus:
@@ -233,4 +277,4 @@ class Bus:
                 try:
                     await callback(note)
                 except Exception:
-                    logger.exception("subscriber failed on %s", note.get("kind"))
+                    logger.exception("subscriber failed on %s", note)

@@ -4,11 +4,12 @@ Transactions run at READ COMMITTED on pooled connections. A transaction of a
 domain first takes the domain's advisory lock, so it serialises with every
 other transaction of that domain on every node: what the core reads and what
 it writes back happen as one step. Unique indexes back up the rule that
-matters most (one holder per seat, one seat per seat user), and the fencing
-token counter only moves forward, whichever domains update it concurrently.
+matters most (one holder per seat, one seat per seat user). Fencing tokens
+come from a sequence: every token is greater than every one handed out
+before, in any domain, on any node.
 
 Every time that leases live by comes from the database's clock, the same for
-all nodes: :meth:`Tx.now`, node renewals and orphans.
+all nodes: :meth:`Tx.now`, and when leases and queue places expire.
 
 Notes are sent with ``pg_notify`` inside the transaction, so they go out when
 it commits and never if it rolls back. Every node, the sender included,
@@ -16,27 +17,30 @@ receives them in commit order on its own LISTEN connection; PostgreSQL
 folds identical notes of one transaction into one, which is harmless as each
 note asks to read something again or to do something once. NOTIFY keeps
 nothing for a node that is not listening: when that connection is lost, the
-node listens again and then receives ``{"kind": "resync"}``, so that it reads
-the state again.
+node listens again and then receives :class:`~presence.notes.Resync`, so that
+it reads the state again.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
-from collections.abc import AsyncIterator, Iterator
+import time
+from collections.abc import AsyncIterator, Collection, Iterator
 from contextlib import asynccontextmanager
+from dataclasses import replace
 from typing import Any
 
 import asyncpg
 from asyncpg.pool import PoolConnectionProxy
 
+from .. import notes
 from ..core.model import Domain, Event, Lease, Pool, User, Waiter
-from ..errors import RuleViolation, StorageError
+from ..errors import Overloaded, RuleViolation, StorageError
+from ..notes import Note
 from . import rows
-from .base import Note, Store, StoredEvent, TokenGrant, Tx
+from .base import DomainTurns, Store, StoredEvent, TokenGrant, Tx, check_deadline
 
 logger = logging.getLogger(__name__)
 
@@ -58,6 +62,8 @@ LOCK_SCHEMA = "SELECT pg_advisory_xact_lock(hashtextextended('presence schema', 
 # InternalClientError: a connection cut in the middle of an operation.
 _ERRORS = (asyncpg.PostgresError, asyncpg.InterfaceError, asyncpg.InternalClientError, OSError)
 
+#: Bumped with every change of SCHEMA or UPGRADE.
+SCHEMA_VERSION = 2
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS domains (
     id text PRIMARY KEY, name text NOT NULL, plan text NOT NULL,
@@ -74,30 +80,27 @@ CREATE TABLE IF NOT EXISTS users (
     PRIMARY KEY (domain_id, id), UNIQUE (domain_id, email));
 CREATE TABLE IF NOT EXISTS tokens (
     hash text PRIMARY KEY, role text NOT NULL, domain_id text, user_id text);
-CREATE TABLE IF NOT EXISTS nodes (id text PRIMARY KEY, expires_at float8 NOT NULL);
 CREATE TABLE IF NOT EXISTS leases (
     seq bigint GENERATED ALWAYS AS IDENTITY,
-    id text PRIMARY KEY, session_id text NOT NULL, node_id text NOT NULL,
+    id text PRIMARY KEY, session_id text NOT NULL,
     domain_id text NOT NULL, user_id text NOT NULL, user_name text NOT NULL,
     device_id text NOT NULL, device_kind text NOT NULL, device_name text NOT NULL,
     since float8 NOT NULL, pool text, seat integer, fencing_token bigint,
-    call_id text, call_started_at float8, idle_since float8 NOT NULL);
+    call_id text, call_started_at float8, idle_since float8 NOT NULL,
+    expires_at float8 NOT NULL);
 CREATE UNIQUE INDEX IF NOT EXISTS leases_one_holder_per_seat
     ON leases (domain_id, pool, seat) WHERE pool IS NOT NULL;
 CREATE UNIQUE INDEX IF NOT EXISTS leases_one_seat_per_user
     ON leases (domain_id, user_id) WHERE pool IS NOT NULL;
 CREATE INDEX IF NOT EXISTS leases_by_user ON leases (domain_id, user_id);
-CREATE INDEX IF NOT EXISTS leases_by_node ON leases (node_id);
 CREATE TABLE IF NOT EXISTS waiters (
     seq bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, pool text NOT NULL,
-    session_id text NOT NULL UNIQUE, lease_id text NOT NULL, node_id text NOT NULL,
+    session_id text NOT NULL UNIQUE, lease_id text NOT NULL,
     domain_id text NOT NULL, user_id text NOT NULL, user_name text NOT NULL,
     device_id text NOT NULL, device_kind text NOT NULL, device_name text NOT NULL,
-    since float8 NOT NULL);
+    since float8 NOT NULL, expires_at float8 NOT NULL);
 CREATE INDEX IF NOT EXISTS waiters_by_pool ON waiters (domain_id, pool, seq);
-CREATE INDEX IF NOT EXISTS waiters_by_node ON waiters (node_id);
-CREATE TABLE IF NOT EXISTS counters (name text PRIMARY KEY, value bigint NOT NULL);
-INSERT INTO counters VALUES ('fencing_token', 0) ON CONFLICT DO NOTHING;
+CREATE SEQUENCE IF NOT EXISTS fencing_tokens;
 CREATE TABLE IF NOT EXISTS events (
     id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, domain_id text NOT NULL,
     at float8 NOT NULL, type text NOT NULL, user_id text NOT NULL,
@@ -105,22 +108,77 @@ CREATE TABLE IF NOT EXISTS events (
 CREATE INDEX IF NOT EXISTS events_by_domain ON events (domain_id, id);
 """
 
-# One statement: renew this node, and forget nodes long dead that hold nothing.
-RENEW_NODE = f"""
-WITH renewed AS (
-    INSERT INTO nodes (id, expires_at) VALUES ($1, {NOW} + $2::float8)
-    ON CONFLICT (id) DO UPDATE SET expires_at = excluded.expires_at)
-DELETE FROM nodes AS dead
-WHERE dead.id <> $1 AND dead.expires_at < {NOW}
-    AND NOT EXISTS (SELECT FROM leases WHERE leases.node_id = dead.id)
-    AND NOT EXISTS (SELECT FROM waiters WHERE waiters.node_id = dead.id)
+# Run after SCHEMA, on new databases as on those from before leases expired by
+# themselves: then leases and waiters belonged to a node, renewed in a table of
+# nodes, and fencing tokens came from a row of counters. What they held is kept
+# for lease_ttl from the upgrade.
+UPGRADE = """
+ALTER TABLE leases DROP COLUMN IF EXISTS node_id;
+ALTER TABLE leases ADD COLUMN IF NOT EXISTS expires_at float8 NOT NULL DEFAULT 0;
+ALTER TABLE waiters DROP COLUMN IF EXISTS node_id;
+ALTER TABLE waiters ADD COLUMN IF NOT EXISTS expires_at float8 NOT NULL DEFAULT 0;
+DROP TABLE IF EXISTS nodes;
+CREATE INDEX IF NOT EXISTS leases_by_session ON leases (session_id);
+CREATE INDEX IF NOT EXISTS leases_by_expiry ON leases (expires_at);
+CREATE INDEX IF NOT EXISTS waiters_by_expiry ON waiters (expires_at);
 """
-# Rows (leases or waiters, whose ``node_id`` this is) of nodes that stopped
-# renewing themselves, or that were forgotten.
-ORPHANED = f"""
-NOT EXISTS (SELECT FROM nodes
-            WHERE nodes.id = node_id AND nodes.expires_at >= {NOW})
+KEEP_UPGRADED = f"""
+UPDATE leases SET expires_at = {NOW} + $1::float8 WHERE expires_at = 0
 """
+FENCING_FROM_COUNTERS = """
+SELECT setval('fencing_tokens', value) FROM counters
+WHERE name = 'fencing_token' AND value > 0
+"""
+# An expired lease is the sweeper's, even if it was not freed yet. A row that
+# a transaction is changing now is skipped (renewed next time, well within its
+# TTL): renewals never wait for decisions, nor deadlock with them.
+RENEW = f"""
+UPDATE {{table}} SET expires_at = {NOW} + $2::float8 WHERE {{key}} IN (
+    SELECT {{key}} FROM {{table}} WHERE session_id = ANY($1::text[]) AND expires_at >= {NOW}
+    FOR UPDATE SKIP LOCKED)
+"""
+#: Sessions renewed per statement.
+RENEW_BATCH = 5000
+EXPIRED = f"expires_at < {NOW}"
+
+
+async def _create_schema(conn: PoolConnectionProxy[asyncpg.Record], lease_ttl: float) -> None:
+    """Create or upgrade the schema, unless it is this version's already.
+
+    DDL locks the tables it touches: a node starting beside running ones must
+    not take such locks (it would wait behind their transactions, stop them,
+    and deadlock with them), so the work is done once, by the first node of a
+    version, with nodes starting together taking turns.
+    """
+    current = "SELECT version FROM schema_version"
+    if await conn.fetchval("SELECT to_regclass('schema_version')") is not None:
+        if await conn.fetchval(current) == SCHEMA_VERSION:
+            return
+    async with conn.transaction():
+        await conn.execute(LOCK_SCHEMA)
+        await conn.execute("CREATE TABLE IF NOT EXISTS schema_version (version integer NOT NULL)")
+        if await conn.fetchval(current) == SCHEMA_VERSION:
+            return
+        await conn.execute(SCHEMA)
+        await conn.execute(UPGRADE)
+        await conn.execute(KEEP_UPGRADED, lease_ttl)
+        if await conn.fetchval("SELECT to_regclass('counters')") is not None:
+            await conn.execute(FENCING_FROM_COUNTERS)
+            await conn.execute("DROP TABLE counters")
+        await conn.execute("DELETE FROM schema_version")
+        await conn.execute("INSERT INTO schema_version VALUES ($1)", SCHEMA_VERSION)
+
+
+@asynccontextmanager
+async def _released(
+    pool: asyncpg.Pool[asyncpg.Record], conn: PoolConnectionProxy[asyncpg.Record]
+) -> AsyncIterator[None]:
+    """Give an acquired connection back to its pool at the end of the block (without a
+    timeout, the pool would reset it under what remained of the acquire's)."""
+    try:
+        yield
+    finally:
+        await pool.release(conn, timeout=CLOSE_TIMEOUT)
 
 
 @contextlib.contextmanager
@@ -147,6 +205,7 @@ class PostgresStore(Store):
         self._listener: asyncpg.Connection[asyncpg.Record] | None = None
         self._checking: asyncio.Task[None] | None = None
         self._lease_ttl = 0.0
+        self._domain_turns = DomainTurns()
 
     async def open(self, lease_ttl: float) -> None:
         self._lease_ttl = lease_ttl
@@ -162,13 +221,9 @@ class PostgresStore(Store):
                         "idle_in_transaction_session_timeout": str(int(lease_ttl * 1000)),
                     },
                 )
-                async with self._pool.acquire() as conn, conn.transaction():
-                    # Concurrent CREATE ... IF NOT EXISTS can collide: nodes
-                    # starting together take turns.
-                    await conn.execute(LOCK_SCHEMA)
-                    await conn.execute(SCHEMA)
+                async with self._pool.acquire() as conn:
+                    await _create_schema(conn, lease_ttl)
                 self._listener = await self._listen()
-            await self.renew_node()
         except BaseException:
             await self._disconnect()
             raise
@@ -178,16 +233,13 @@ class PostgresStore(Store):
     async def close(self) -> None:
         if self._pool is None:
             return
-        try:
-            await self.renew_node()
-        finally:
-            await self.bus.stop()
-            if self._checking is not None:
-                self._checking.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await self._checking
-                self._checking = None
-            await self._disconnect()
+        await self.bus.stop()
+        if self._checking is not None:
+            self._checking.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._checking
+            self._checking = None
+        await self._disconnect()
 
     def healthy(self) -> bool:
         return (
@@ -197,24 +249,55 @@ class PostgresStore(Store):
             and not self._listener.is_closed()
         )
 
-    async def renew_node(self) -> None:
+    async def renew(self, session_ids: Collection[str]) -> None:
         if self._pool is None:
             raise StorageError("The database is not open.")
+        ids = list(session_ids)
         with _translated():
-            await self._pool.execute(RENEW_NODE, self.node_id, self._lease_ttl)
+            for start in range(0, len(ids), RENEW_BATCH):
+                batch = ids[start : start + RENEW_BATCH]
+                for table, key in (("leases", "id"), ("waiters", "seq")):
+                    renew = RENEW.format(table=table, key=key)
+                    await self._pool.execute(renew, batch, self._lease_ttl)
 
     @asynccontextmanager
-    async def transaction(self, domain_id: str | None = None) -> AsyncIterator[PostgresTx]:
+    async def transaction(
+        self, domain_id: str | None = None, *, deadline: float | None = None
+    ) -> AsyncIterator[PostgresTx]:
         if self._pool is None:
             raise StorageError("The database is not open.")
+        if domain_id is None:
+            async with self._transaction(None, deadline) as tx:
+                yield tx
+            return
+        # A domain's transactions on this node queue here, each in turn, rather
+        # than on pooled connections waiting for the domain's lock: a storm on
+        # one domain leaves connections for every other.
+        async with self._domain_turns.turn(domain_id):
+            check_deadline(deadline)
+            async with self._transaction(domain_id, deadline) as tx:
+                yield tx
+
+    @asynccontextmanager
+    async def _transaction(
+        self, domain_id: str | None, deadline: float | None
+    ) -> AsyncIterator[PostgresTx]:
+        assert self._pool is not None
+        wait = None if deadline is None else max(0.0, deadline - time.monotonic())
+        try:
+            conn = await self._pool.acquire(timeout=wait)
+        except TimeoutError:
+            raise Overloaded from None
+        except _ERRORS as exc:
+            raise StorageError(f"The database failed: {exc}") from exc
         with _translated():
             async with (
-                self._pool.acquire() as conn,
+                _released(self._pool, conn),
                 conn.transaction(isolation="read_committed"),
             ):
                 if domain_id is not None:
                     await conn.execute(LOCK_DOMAIN, domain_id)
-                tx = PostgresTx(conn)
+                tx = PostgresTx(conn, self._lease_ttl)
                 yield tx
                 await tx.publish()
 
@@ -233,7 +316,12 @@ class PostgresStore(Store):
 
     def _received(self, connection: object, pid: int, channel: str, payload: object) -> None:
         assert isinstance(payload, str)
-        self.bus.deliver([json.loads(payload)])
+        try:
+            note = notes.decode(payload)
+        except notes.BadNote:  # from a node of another version, say
+            logger.warning("ignored a note: %s", payload[:200])
+            return
+        self.bus.deliver([note])
 
     async def _keep_listening(self) -> None:
         """Check the LISTEN connection; once it is lost, listen again and resync."""
@@ -253,7 +341,7 @@ class PostgresStore(Store):
                 except _ERRORS as exc:
                     logger.warning("cannot LISTEN (%s); retrying", exc)
                     await asyncio.sleep(LISTEN_CHECK_INTERVAL)
-            self.bus.deliver([{"kind": "resync"}])
+            self.bus.deliver([notes.Resync()])
 
     async def _disconnect(self) -> None:
         if self._listener is not None:
@@ -269,24 +357,27 @@ class PostgresStore(Store):
 
 
 def _payloads(note: Note) -> Iterator[str]:
-    """The NOTIFY payloads of a note: an ``events`` note too large is split.
+    """The NOTIFY payloads of a note: :class:`~presence.notes.EventsLogged` too
+    large is split in halves.
 
     Other notes are small (ids, codes, a message); one too large fails the
     transaction.
     """
-    payload = json.dumps(note, separators=(",", ":"))  # ASCII: one byte a character
-    events = note.get("events", [])
-    if len(payload) <= MAX_PAYLOAD or len(events) < 2:
+    payload = notes.encode(note)
+    if len(payload) <= MAX_PAYLOAD or not isinstance(note, notes.EventsLogged):
         yield payload
-        return
-    half = len(events) // 2
-    yield from _payloads({**note, "events": events[:half]})
-    yield from _payloads({**note, "events": events[half:]})
+    elif len(note.events) < 2:
+        yield payload
+    else:
+        half = len(note.events) // 2
+        yield from _payloads(replace(note, events=note.events[:half]))
+        yield from _payloads(replace(note, events=note.events[half:]))
 
 
 class PostgresTx(Tx):
-    def __init__(self, conn: PoolConnectionProxy[asyncpg.Record]) -> None:
+    def __init__(self, conn: PoolConnectionProxy[asyncpg.Record], lease_ttl: float) -> None:
         self._conn = conn
+        self._lease_ttl = lease_ttl
         self.notes: list[Note] = []
 
     async def publish(self) -> None:
@@ -427,18 +518,31 @@ class PostgresTx(Tx):
         )
         return rows.lease(row) if row else None
 
-    async def insert_lease(self, lease: Lease) -> None:
-        await self._insert("leases", rows.LEASE_COLUMNS, rows.lease_values(lease))
+    async def insert_lease(self, lease: Lease) -> Lease:
+        values = rows.lease_values(lease)[:-1]  # all but the fencing token, given here
+        marks = ", ".join(f"${n}" for n in range(1, len(values) + 1))
+        pool = rows.LEASE_COLUMNS.split(", ").index("pool") + 1
+        try:
+            fencing_token = await self._conn.fetchval(
+                f"INSERT INTO leases ({rows.LEASE_COLUMNS}, expires_at) VALUES ({marks}, "
+                f"CASE WHEN ${pool}::text IS NULL THEN NULL ELSE nextval('fencing_tokens') END, "
+                # A seat granted from the queue lives as long as the queue place
+                # did: a session its node stopped serving has no more time than that.
+                "COALESCE((SELECT expires_at FROM waiters WHERE session_id = $2), "
+                f"{NOW} + ${len(values) + 1}::float8)) RETURNING fencing_token",
+                *values, self._lease_ttl,
+            )  # fmt: skip
+        except asyncpg.UniqueViolationError as exc:
+            raise RuleViolation("already_exists", "That lease exists already.") from exc
+        return replace(lease, fencing_token=fencing_token)
 
     async def update_lease(self, lease: Lease) -> None:
         await self._conn.execute(
-            "UPDATE leases SET call_id = $2, call_started_at = $3, idle_since = $4, "
-            "node_id = $5 WHERE id = $1",
+            "UPDATE leases SET call_id = $2, call_started_at = $3, idle_since = $4 WHERE id = $1",
             lease.id,
             lease.call_id,
             lease.call_started_at,
             lease.idle_since,
-            lease.node_id,
         )
 
     async def delete_lease(self, lease_id: str) -> None:
@@ -447,41 +551,42 @@ class PostgresTx(Tx):
     async def waiters(self, domain_id: str, pool: str) -> list[Waiter]:
         found = await self._conn.fetch(
             f"SELECT {rows.WAITER_COLUMNS} FROM waiters WHERE domain_id = $1 AND pool = $2 "
-            "ORDER BY seq",
+            f"AND NOT {EXPIRED} ORDER BY seq",
             domain_id,
             pool,
         )
         return [rows.waiter(row) for row in found]
 
+    async def waiter(self, session_id: str) -> Waiter | None:
+        row = await self._conn.fetchrow(
+            f"SELECT {rows.WAITER_COLUMNS} FROM waiters WHERE session_id = $1", session_id
+        )
+        return rows.waiter(row) if row else None
+
     async def insert_waiter(self, waiter: Waiter) -> None:
-        await self._insert("waiters", rows.WAITER_COLUMNS, rows.waiter_values(waiter))
+        values = rows.waiter_values(waiter)
+        marks = ", ".join(f"${n}" for n in range(1, len(values) + 1))
+        try:
+            await self._conn.execute(
+                f"INSERT INTO waiters ({rows.WAITER_COLUMNS}, expires_at) "
+                f"VALUES ({marks}, {NOW} + ${len(values) + 1}::float8)",
+                *values, self._lease_ttl,
+            )  # fmt: skip
+        except asyncpg.UniqueViolationError as exc:
+            raise RuleViolation("already_exists", "That waiter exists already.") from exc
 
     async def delete_waiter(self, session_id: str) -> None:
         await self._conn.execute("DELETE FROM waiters WHERE session_id = $1", session_id)
 
-    async def last_fencing_token(self) -> int:
-        token: int = await self._conn.fetchval(
-            "SELECT value FROM counters WHERE name = 'fencing_token'"
-        )
-        return token
-
-    async def set_last_fencing_token(self, token: int) -> None:
-        # Transactions of other domains may move the counter concurrently: the
-        # row lock orders them, and the condition is checked again on the row
-        # as the last of them left it, so it never goes backwards.
-        await self._conn.execute(
-            "UPDATE counters SET value = $1 WHERE name = 'fencing_token' AND value < $1", token
-        )
-
-    async def orphaned_leases(self) -> list[Lease]:
+    async def expired_leases(self) -> list[Lease]:
         found = await self._conn.fetch(
-            f"SELECT {rows.LEASE_COLUMNS} FROM leases WHERE {ORPHANED} ORDER BY since, seq"
+            f"SELECT {rows.LEASE_COLUMNS} FROM leases WHERE {EXPIRED} ORDER BY since, seq"
         )
         return [rows.lease(row) for row in found]
 
-    async def orphaned_waiters(self) -> list[Waiter]:
+    async def expired_waiters(self) -> list[Waiter]:
         found = await self._conn.fetch(
-            f"SELECT {rows.WAITER_COLUMNS} FROM waiters WHERE {ORPHANED} ORDER BY seq"
+            f"SELECT {rows.WAITER_COLUMNS} FROM waiters WHERE {EXPIRED} ORDER BY seq"
         )
         return [rows.waiter(row) for row in found]
 

@@ -1,7 +1,8 @@
 """Rows to values and back, the same for every SQL backend.
 
 Each table's columns are listed once here, in the order the backends' SQL
-uses them.
+uses them. Leases and waiters also have an ``expires_at`` column, the store's
+own (see :meth:`~presence.storage.Store.renew`), which the model does not carry.
 """
 
 from __future__ import annotations
@@ -11,11 +12,11 @@ from typing import Any, Protocol
 from ..core.model import Device, Domain, Event, Lease, License, Pool, User, Waiter
 
 LEASE_COLUMNS = (
-    "id, session_id, node_id, domain_id, user_id, user_name, device_id, device_kind, "
-    "device_name, since, pool, seat, fencing_token, call_id, call_started_at, idle_since"
+    "id, session_id, domain_id, user_id, user_name, device_id, device_kind, device_name, "
+    "since, pool, seat, call_id, call_started_at, idle_since, fencing_token"
 )
 WAITER_COLUMNS = (
-    "session_id, lease_id, node_id, domain_id, pool, user_id, user_name, device_id, "
+    "session_id, lease_id, domain_id, pool, user_id, user_name, device_id, "
     "device_kind, device_name, since"
 )
 USER_COLUMNS = "domain_id, id, email, name, model, pool"
@@ -61,7 +62,6 @@ def lease(row: Row) -> Lease:
     return Lease(
         id=row["id"],
         session_id=row["session_id"],
-        node_id=row["node_id"],
         domain_id=row["domain_id"],
         user_id=row["user_id"],
         user_name=row["user_name"],
@@ -77,24 +77,25 @@ def lease(row: Row) -> Lease:
 
 
 def lease_values(x: Lease) -> tuple[Any, ...]:
+    """The values of :data:`LEASE_COLUMNS`; the fencing token last."""
     return (
-        x.id, x.session_id, x.node_id, x.domain_id, x.user_id, x.user_name,
-        x.device.id, x.device.kind, x.device.name, x.since, x.pool, x.seat,
-        x.fencing_token, x.call_id, x.call_started_at, x.idle_since,
+        x.id, x.session_id, x.domain_id, x.user_id, x.user_name, x.device.id,
+        x.device.kind, x.device.name, x.since, x.pool, x.seat, x.call_id,
+        x.call_started_at, x.idle_since, x.fencing_token,
     )  # fmt: skip
 
 
 def waiter(row: Row) -> Waiter:
     return Waiter(
-        row["session_id"], row["lease_id"], row["node_id"], row["domain_id"],
-        row["pool"], row["user_id"], row["user_name"],
+        row["session_id"], row["lease_id"], row["domain_id"], row["pool"],
+        row["user_id"], row["user_name"],
         Device(row["device_id"], row["device_kind"], row["device_name"]), row["since"],
     )  # fmt: skip
 
 
 def waiter_values(w: Waiter) -> tuple[Any, ...]:
     return (
-        w.session_id, w.lease_id, w.node_id, w.domain_id, w.pool, w.user_id, w.user_name,
+        w.session_id, w.lease_id, w.domain_id, w.pool, w.user_id, w.user_name,
         w.device.id, w.device.kind, w.device.name, w.since,
     )  # fmt: skip
 

@@ -15,10 +15,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import sqlite3
 import time
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Collection, Iterable
 from contextlib import asynccontextmanager
 from dataclasses import replace
 from operator import attrgetter
@@ -26,8 +27,9 @@ from typing import Any
 
 from ..core.model import Domain, Event, Lease, Pool, User, Waiter
 from ..errors import RuleViolation, StorageError
+from ..notes import Note
 from . import rows
-from .base import Note, Store, StoredEvent, TokenGrant, Tx
+from .base import Store, StoredEvent, TokenGrant, Tx, check_deadline
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS domains (
@@ -43,24 +45,25 @@ CREATE TABLE IF NOT EXISTS users (
     PRIMARY KEY (domain_id, id), UNIQUE (domain_id, email));
 CREATE TABLE IF NOT EXISTS tokens (
     hash TEXT PRIMARY KEY, role TEXT NOT NULL, domain_id TEXT, user_id TEXT);
-CREATE TABLE IF NOT EXISTS nodes (id TEXT PRIMARY KEY, expires_at REAL NOT NULL);
 CREATE TABLE IF NOT EXISTS leases (
-    id TEXT PRIMARY KEY, session_id TEXT NOT NULL, node_id TEXT NOT NULL,
+    id TEXT PRIMARY KEY, session_id TEXT NOT NULL,
     domain_id TEXT NOT NULL, user_id TEXT NOT NULL, user_name TEXT NOT NULL,
     device_id TEXT NOT NULL, device_kind TEXT NOT NULL, device_name TEXT NOT NULL,
     since REAL NOT NULL, pool TEXT, seat INTEGER, fencing_token INTEGER,
-    call_id TEXT, call_started_at REAL, idle_since REAL NOT NULL);
+    call_id TEXT, call_started_at REAL, idle_since REAL NOT NULL, expires_at REAL NOT NULL);
 CREATE UNIQUE INDEX IF NOT EXISTS leases_one_holder_per_seat
     ON leases (domain_id, pool, seat) WHERE pool IS NOT NULL;
 CREATE UNIQUE INDEX IF NOT EXISTS leases_one_seat_per_user
     ON leases (domain_id, user_id) WHERE pool IS NOT NULL;
-CREATE INDEX IF NOT EXISTS leases_by_node ON leases (node_id);
+CREATE INDEX IF NOT EXISTS leases_by_session ON leases (session_id);
+CREATE INDEX IF NOT EXISTS leases_by_expiry ON leases (expires_at);
 CREATE TABLE IF NOT EXISTS waiters (
     seq INTEGER PRIMARY KEY AUTOINCREMENT, pool TEXT NOT NULL,
-    session_id TEXT NOT NULL UNIQUE, lease_id TEXT NOT NULL, node_id TEXT NOT NULL,
+    session_id TEXT NOT NULL UNIQUE, lease_id TEXT NOT NULL,
     domain_id TEXT NOT NULL, user_id TEXT NOT NULL, user_name TEXT NOT NULL,
     device_id TEXT NOT NULL, device_kind TEXT NOT NULL, device_name TEXT NOT NULL,
-    since REAL NOT NULL);
+    since REAL NOT NULL, expires_at REAL NOT NULL);
+CREATE INDEX IF NOT EXISTS waiters_by_expiry ON waiters (expires_at);
 CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
 INSERT OR IGNORE INTO counters VALUES ('fencing_token', 0);
 CREATE TABLE IF NOT EXISTS events (
@@ -69,6 +72,20 @@ CREATE TABLE IF NOT EXISTS events (
     pool TEXT, seat INTEGER);
 CREATE INDEX IF NOT EXISTS events_by_domain ON events (domain_id, id);
 """
+
+# Files from before leases expired by themselves: their leases and waiters
+# belonged to a node, renewed in a table of nodes.
+UPGRADE_LEASES = """
+DROP INDEX IF EXISTS leases_by_node;
+ALTER TABLE leases DROP COLUMN node_id;
+ALTER TABLE leases ADD COLUMN expires_at REAL NOT NULL DEFAULT 0;
+ALTER TABLE waiters DROP COLUMN node_id;
+ALTER TABLE waiters ADD COLUMN expires_at REAL NOT NULL DEFAULT 0;
+DROP TABLE nodes;
+"""
+
+#: Sessions renewed per transaction: a long renewal would hold up every decision.
+RENEW_BATCH = 2000
 
 
 class SQLiteStore(Store):
@@ -101,7 +118,15 @@ class SQLiteStore(Store):
             db.execute("PRAGMA journal_mode=WAL")
             db.execute("PRAGMA synchronous=FULL")
             db.execute("PRAGMA busy_timeout=5000")
+            if "node_id" in _columns(db, "leases"):
+                db.executescript(UPGRADE_LEASES)
             db.executescript(SCHEMA)  # writes, so takes the file's lock until closed
+            # This node is the file's only user: what it held before a restart
+            # is kept for lease_ttl from now, for its holders to reclaim. A
+            # queue place is never reclaimed (a session waits on its own
+            # connection), so the queues start empty.
+            db.execute("UPDATE leases SET expires_at = ?", (time.time() + lease_ttl,))
+            db.execute("DELETE FROM waiters")
             found = db.execute(f"SELECT {rows.LEASE_COLUMNS} FROM leases ORDER BY since, rowid")
             self._leases = LiveLeases(rows.lease(row) for row in found)
         except sqlite3.OperationalError as exc:
@@ -111,13 +136,11 @@ class SQLiteStore(Store):
         except sqlite3.Error as exc:
             raise StorageError(f"Cannot open {self.path}: {exc}") from exc
         self._db = db
-        await self.renew_node()
         self.bus.start()
 
     async def close(self) -> None:
         if self._db is None:
             return
-        await self.renew_node()
         await self.bus.stop()
         self._db.close()
         self._db = None
@@ -125,27 +148,23 @@ class SQLiteStore(Store):
     def healthy(self) -> bool:
         return self._db is not None
 
-    async def renew_node(self) -> None:
-        async with self.transaction() as tx:
-            await tx.execute(
-                "INSERT INTO nodes VALUES (?, ?) "
-                "ON CONFLICT (id) DO UPDATE SET expires_at = excluded.expires_at",
-                (self.node_id, time.time() + self._lease_ttl),
-            )
-            await tx.execute(
-                "DELETE FROM nodes WHERE expires_at < ? AND id NOT IN "
-                "(SELECT node_id FROM leases) AND id NOT IN (SELECT node_id FROM waiters)",
-                (time.time(),),
-            )
+    async def renew(self, session_ids: Collection[str]) -> None:
+        ids = list(session_ids)
+        for start in range(0, len(ids), RENEW_BATCH):
+            async with self.transaction() as tx:
+                await tx.renew(ids[start : start + RENEW_BATCH], time.time() + self._lease_ttl)
 
     @asynccontextmanager
-    async def transaction(self, domain_id: str | None = None) -> AsyncIterator[SQLiteTx]:
+    async def transaction(
+        self, domain_id: str | None = None, *, deadline: float | None = None
+    ) -> AsyncIterator[SQLiteTx]:
         """One transaction, made durable by the next COMMIT (see :class:`_Batch`)."""
         db = self._db
         if db is None:
             raise StorageError("The database is not open.")
         async with self._lock:
-            tx = SQLiteTx(db, self._leases)
+            check_deadline(deadline)
+            tx = SQLiteTx(db, self._leases, self._lease_ttl)
             try:
                 if not db.in_transaction:
                     if self._batch is not None:  # SQLite rolled the batch back on an error
@@ -256,7 +275,7 @@ class LiveLeases:
     """The live leases in memory, found as :meth:`Tx.leases` asks for them.
 
     Each lease is found by id, and in the groups of its domain, its user and
-    its pool. A lease changes only its call and node, never its groups.
+    its pool. A lease changes only its call, never its groups.
     """
 
     def __init__(self, leases: Iterable[Lease] = ()) -> None:
@@ -297,6 +316,10 @@ class LiveLeases:
 _SINCE = attrgetter("since")
 
 
+def _columns(db: sqlite3.Connection, table: str) -> set[str]:
+    return {row["name"] for row in db.execute(f"PRAGMA table_info({table})")}
+
+
 def _groups_of(lease: Lease) -> list[tuple[str, str, str]]:
     groups = [(lease.domain_id, "", ""), (lease.domain_id, "user", lease.user_id)]
     if lease.pool is not None:
@@ -305,9 +328,10 @@ def _groups_of(lease: Lease) -> list[tuple[str, str, str]]:
 
 
 class SQLiteTx(Tx):
-    def __init__(self, db: sqlite3.Connection, live: LiveLeases) -> None:
+    def __init__(self, db: sqlite3.Connection, live: LiveLeases, lease_ttl: float) -> None:
         self._db = db
         self._live = live
+        self._lease_ttl = lease_ttl
         self._undo: list[tuple[Lease | None, Lease | None]] = []  # (before, after)
         self.notes: list[Note] = []
         self.wrote = False
@@ -440,21 +464,41 @@ class SQLiteTx(Tx):
     async def lease(self, lease_id: str) -> Lease | None:
         return self._live.by_id.get(lease_id)
 
-    async def insert_lease(self, lease: Lease) -> None:
-        await self._insert("leases", rows.LEASE_COLUMNS, rows.lease_values(lease))
+    async def insert_lease(self, lease: Lease) -> Lease:
+        if lease.pool is not None:
+            lease = replace(lease, fencing_token=await self._next_fencing_token())
+        # A seat granted from the queue lives as long as the queue place did:
+        # a session its node stopped serving has no more time than that.
+        expires_at = await self._one(
+            "SELECT expires_at FROM waiters WHERE session_id = ?", (lease.session_id,)
+        )
+        await self._insert(
+            "leases",
+            f"{rows.LEASE_COLUMNS}, expires_at",
+            (*rows.lease_values(lease), expires_at[0] if expires_at else self._expiry()),
+        )
         self._change(None, lease)
+        return lease
+
+    async def _next_fencing_token(self) -> int:
+        await self.execute("UPDATE counters SET value = value + 1 WHERE name = 'fencing_token'")
+        row = await self._one("SELECT value FROM counters WHERE name = 'fencing_token'")
+        assert row is not None
+        return int(row["value"])
+
+    def _expiry(self) -> float:
+        return time.time() + self._lease_ttl
 
     async def update_lease(self, lease: Lease) -> None:
         await self.execute(
-            "UPDATE leases SET call_id = ?, call_started_at = ?, idle_since = ?, "
-            "node_id = ? WHERE id = ?",
-            (lease.call_id, lease.call_started_at, lease.idle_since, lease.node_id, lease.id),
+            "UPDATE leases SET call_id = ?, call_started_at = ?, idle_since = ? WHERE id = ?",
+            (lease.call_id, lease.call_started_at, lease.idle_since, lease.id),
         )
         before = self._live.by_id.get(lease.id)
         if before is not None:
             self._change(before, replace(
                 before, call_id=lease.call_id, call_started_at=lease.call_started_at,
-                idle_since=lease.idle_since, node_id=lease.node_id,
+                idle_since=lease.idle_since,
             ))  # fmt: skip
 
     async def delete_lease(self, lease_id: str) -> None:
@@ -466,40 +510,46 @@ class SQLiteTx(Tx):
     async def waiters(self, domain_id: str, pool: str) -> list[Waiter]:
         found = await self._all(
             f"SELECT {rows.WAITER_COLUMNS} FROM waiters WHERE domain_id = ? AND pool = ? "
-            "ORDER BY seq",
-            (domain_id, pool),
+            "AND expires_at >= ? ORDER BY seq",
+            (domain_id, pool, time.time()),
         )
         return [rows.waiter(row) for row in found]
 
+    async def waiter(self, session_id: str) -> Waiter | None:
+        row = await self._one(
+            f"SELECT {rows.WAITER_COLUMNS} FROM waiters WHERE session_id = ?", (session_id,)
+        )
+        return rows.waiter(row) if row else None
+
     async def insert_waiter(self, waiter: Waiter) -> None:
-        await self._insert("waiters", rows.WAITER_COLUMNS, rows.waiter_values(waiter))
+        await self._insert(
+            "waiters",
+            f"{rows.WAITER_COLUMNS}, expires_at",
+            (*rows.waiter_values(waiter), self._expiry()),
+        )
 
     async def delete_waiter(self, session_id: str) -> None:
         await self.execute("DELETE FROM waiters WHERE session_id = ?", (session_id,))
 
-    async def last_fencing_token(self) -> int:
-        row = await self._one("SELECT value FROM counters WHERE name = 'fencing_token'")
-        assert row is not None
-        return int(row["value"])
+    async def renew(self, session_ids: list[str], expires_at: float) -> None:
+        ids = json.dumps(session_ids)
+        for table in ("leases", "waiters"):
+            await self.execute(
+                f"UPDATE {table} SET expires_at = ? "
+                "WHERE session_id IN (SELECT value FROM json_each(?)) AND expires_at >= ?",
+                (expires_at, ids, time.time()),
+            )
 
-    async def set_last_fencing_token(self, token: int) -> None:
-        await self.execute(
-            "UPDATE counters SET value = ? WHERE name = 'fencing_token' AND value < ?",
-            (token, token),
-        )
-
-    async def orphaned_leases(self) -> list[Lease]:
+    async def expired_leases(self) -> list[Lease]:
         found = await self._all(
-            f"SELECT {rows.LEASE_COLUMNS} FROM leases WHERE node_id NOT IN "
-            "(SELECT id FROM nodes WHERE expires_at >= ?) ORDER BY since",
+            f"SELECT {rows.LEASE_COLUMNS} FROM leases WHERE expires_at < ? ORDER BY since",
             (time.time(),),
         )
         return [rows.lease(row) for row in found]
 
-    async def orphaned_waiters(self) -> list[Waiter]:
+    async def expired_waiters(self) -> list[Waiter]:
         found = await self._all(
-            f"SELECT {rows.WAITER_COLUMNS} FROM waiters WHERE node_id NOT IN "
-            "(SELECT id FROM nodes WHERE expires_at >= ?) ORDER BY seq",
+            f"SELECT {rows.WAITER_COLUMNS} FROM waiters WHERE expires_at < ? ORDER BY seq",
             (time.time(),),
         )
         return [rows.waiter(row) for row in found]

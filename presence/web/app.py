@@ -21,8 +21,8 @@ from starlette.types import Receive, Scope, Send
 
 from ..admin import Admin
 from ..config import Config
-from ..coordinator import Coordinator
 from ..errors import BadRequest, Forbidden, PresenceError
+from ..node import Node
 from ..storage import store_for_url
 from ..wallboard import Wallboards
 from . import api
@@ -37,13 +37,11 @@ STATIC = Path(__file__).resolve().parent.parent.parent / "static"
 class App:
     """The server: Starlette's ASGI application, and the WebSocket endpoints by path."""
 
-    def __init__(
-        self, starlette: Starlette, websockets: dict[str, Endpoint], coordinator: Coordinator
-    ) -> None:
+    def __init__(self, starlette: Starlette, websockets: dict[str, Endpoint], node: Node) -> None:
         self.starlette = starlette
         self.websockets = websockets
-        self.coordinator = coordinator
-        self.config = coordinator.config
+        self.node = node
+        self.config = node.config
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         await self.starlette(scope, receive, send)
@@ -52,21 +50,21 @@ class App:
 def create_app(config: Config) -> App:
     """The server for ``config``; its lifespan opens the store and the node."""
     store = store_for_url(config.database, uuid.uuid4().hex)
-    coordinator = Coordinator(store, config)
+    node = Node(store, config)
     admin = Admin(store, config.admin_token)
     wallboards = Wallboards(store)
-    coordinator.watchers.append(wallboards)
+    node.watchers.append(wallboards)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        await coordinator.start()
+        await node.start()
         try:
             token = await admin.ensure_server_token()
             if token is not None:
                 print(f"Server admin token (shown once, keep it): {token}", flush=True)
             yield
         finally:
-            await coordinator.stop()
+            await node.stop()
 
     guard = Guard(config.max_connections_per_address, config.auth_failures_per_minute)
     app = Starlette(
@@ -80,19 +78,19 @@ def create_app(config: Config) -> App:
         lifespan=lifespan,
     )
     app.state.config = config
-    app.state.coordinator = coordinator
+    app.state.node = node
     app.state.admin = admin
     app.state.guard = guard
     endpoints: dict[str, Endpoint] = {
-        "/ws/device": DeviceEndpoint(coordinator, guard),
+        "/ws/device": DeviceEndpoint(node.protocol, guard),
         "/ws/wallboard": WallboardEndpoint(admin, wallboards, guard, config.hello_timeout),
     }
-    return App(app, endpoints, coordinator)
+    return App(app, endpoints, node)
 
 
 async def healthz(request: Request) -> Response:
-    coordinator: Coordinator = request.app.state.coordinator
-    if not coordinator.store.healthy():
+    node: Node = request.app.state.node
+    if not node.store.healthy():
         return JSONResponse({"status": "unavailable"}, 503)
     return JSONResponse({"status": "ok"})
 
@@ -105,8 +103,8 @@ async def metrics(request: Request) -> Response:
         who = await api.authenticated_request(request, lambda: admin.authenticate(token))
         if who.role != "server":
             raise Forbidden("Only the server administrator may read the metrics.")
-    coordinator: Coordinator = request.app.state.coordinator
-    return PlainTextResponse(await coordinator.metrics(), media_type="text/plain; version=0.0.4")
+    node: Node = request.app.state.node
+    return PlainTextResponse(await node.metrics(), media_type="text/plain; version=0.0.4")
 
 
 def _error(status: int, code: str, message: str, **extra: str) -> JSONResponse:

@@ -1,7 +1,8 @@
 """The device WebSocket endpoint, ``/ws/device``.
 
 It keeps the connection's own rules (the ``hello`` deadline, frame size, rate
-limit, bad message count) and hands every parsed message to the coordinator.
+limit, bad message count) and hands every parsed message to the node's
+device protocol.
 """
 
 from __future__ import annotations
@@ -10,9 +11,9 @@ import asyncio
 import time
 
 from .. import wire
-from ..coordinator import Coordinator
 from ..errors import StorageError
-from ..session import Session
+from ..node.protocol import DeviceProtocol
+from ..node.session import Session
 from .guard import TOO_MANY_CONNECTIONS, Guard, counted
 from .link import Link
 
@@ -48,35 +49,41 @@ class _Limits:
 class DeviceEndpoint:
     """``/ws/device``: a device session for each connection."""
 
-    def __init__(self, coordinator: Coordinator, guard: Guard) -> None:
-        self.coordinator = coordinator
+    def __init__(self, protocol: DeviceProtocol, guard: Guard) -> None:
+        self.protocol = protocol
         self.guard = guard
 
     async def __call__(self, link: Link) -> None:
-        coordinator = self.coordinator
-        session = coordinator.open_session(link)
+        protocol = self.protocol
+        session = protocol.open_session(link)
         address = link.address
         with counted(self.guard, address) as allowed:
             try:
                 if allowed:
-                    await _serve(link, coordinator, session, self.guard, address)
+                    await _serve(link, protocol, session, self.guard, address)
                 else:
-                    session.end(4429, wire.error_frame("rate_limited", TOO_MANY_CONNECTIONS))
+                    _close(link, 4429, "rate_limited", TOO_MANY_CONNECTIONS)
             except asyncio.CancelledError:
                 if not link.cut_off:
                     raise
                 asyncio.current_task().uncancel()  # type: ignore[union-attr]
             finally:
-                await coordinator.disconnected(session)
+                await protocol.disconnected(session)
                 await link.drain()
 
 
+def _close(link: Link, close_code: int, code: str, text: str) -> None:
+    """Close the connection with an error; the session ends as its connection does."""
+    link.push(wire.error_frame(code, text))
+    link.close(close_code)
+
+
 async def _serve(
-    link: Link, coordinator: Coordinator, session: Session, guard: Guard, address: str
+    link: Link, protocol: DeviceProtocol, session: Session, guard: Guard, address: str
 ) -> None:
     limits = _Limits()
-    deadline = time.monotonic() + coordinator.config.hello_timeout
-    while not session.ended:
+    deadline = time.monotonic() + protocol.config.hello_timeout
+    while not link.gone:
         if session.user is not None:
             # Not through wait_for: it costs each held session a suspended frame.
             frame = await link.receive()
@@ -84,33 +91,31 @@ async def _serve(
             try:
                 frame = await asyncio.wait_for(link.receive(), deadline - time.monotonic())
             except TimeoutError:
-                text = "No hello arrived in time; connect again."
-                session.end(4408, wire.error_frame("hello_timeout", text))
+                _close(link, 4408, "hello_timeout", "No hello arrived in time; connect again.")
                 return
         if frame is None:
             return
         if not limits.take():
-            text = f"More than {RATE_LIMIT} messages in one second."
-            session.end(4429, wire.error_frame("rate_limited", text))
+            _close(link, 4429, "rate_limited", f"More than {RATE_LIMIT} messages in one second.")
             return
         try:
             message = wire.parse(frame)
             if session.user is not None:
-                await coordinator.handle(session, message)
+                await protocol.handle(session, message)
             elif not isinstance(message, wire.Hello):
                 await session.error("not_logged_in", "Say hello first.")
             elif guard.blocked(address):
                 text = "Too many failed authentications from your address; wait a minute."
-                session.end(4429, wire.error_frame("rate_limited", text))
-            elif not await coordinator.hello(session, message) and session.user is None:
+                _close(link, 4429, "rate_limited", text)
+            elif not await protocol.hello(session, message):
                 guard.failed(address)  # the token was refused
         except StorageError as exc:
             # The database is out of reach: say so, and let the device come back.
-            session.end(1011, wire.error_frame(exc.code, exc.message))
+            _close(link, 1011, exc.code, exc.message)
         except wire.BadMessage as exc:
             if exc.code == "too_large":
-                session.end(1009, wire.error_frame(exc.code, exc.message))
+                _close(link, 1009, exc.code, exc.message)
             elif limits.too_many_bad():
-                session.end(4400, wire.error_frame(exc.code, exc.message))
+                _close(link, 4400, exc.code, exc.message)
             else:
                 await session.error(exc.code, exc.message)

@@ -81,6 +81,11 @@ class Link(asyncio.Protocol):
         self.timer: asyncio.TimerHandle | None = None
         connections.add(self)
 
+    @property
+    def gone(self) -> bool:
+        """Whether the connection is closing or closed: nothing more comes or goes."""
+        return self.closing or self.done
+
     def serve(self, endpoint: Endpoint) -> asyncio.Task[None]:
         """Run ``endpoint`` on this connection in its own task, the link's owner."""
         self.owner = asyncio.get_running_loop().create_task(self._run(endpoint))

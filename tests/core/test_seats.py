@@ -25,14 +25,12 @@ _ids = itertools.count(1)
 
 def request(user: str, device: str = "d1", kind: str = "desktop", **flags: bool) -> Request:
     n = next(_ids)
-    return Request(
-        f"s{n}", f"l{n}", "node", "acme", user, user.title(), Device(device, kind, ""), **flags
-    )
+    return Request(f"s{n}", f"l{n}", "acme", user, user.title(), Device(device, kind, ""), **flags)
 
 
-def book(seats_: int = 2, *leases: Lease, waiters: tuple = (), token: int = 0) -> PoolBook:
+def book(seats_: int = 2, *leases: Lease, waiters: tuple = ()) -> PoolBook:
     pool = Pool("acme", "desk", "Help desk", seats_)
-    return PoolBook(pool, list(leases), list(waiters), token)
+    return PoolBook(pool, list(leases), list(waiters))
 
 
 def granted(outcome: object) -> Lease:
@@ -40,20 +38,14 @@ def granted(outcome: object) -> Lease:
     return outcome.lease
 
 
-def test_grants_lowest_free_seat_with_increasing_tokens() -> None:
+def test_grants_the_lowest_free_seat_leaving_its_fencing_token_to_the_store() -> None:
     b = book(3)
     first = granted(b.acquire(request("ann"), NOW))
     second = granted(b.acquire(request("bob"), NOW + 1))
     assert (first.seat, second.seat) == (1, 2)
-    assert second.fencing_token > first.fencing_token == 1
+    assert first.fencing_token is None and second.fencing_token is None
     assert b.availability() == seats.Availability("desk", 3, 2, 0, 1, 0)
     assert [e.type for e in b.events] == ["seat_granted", "seat_granted"]
-
-
-def test_fencing_tokens_continue_from_the_store_counter() -> None:
-    b = book(1, token=41)
-    assert granted(b.acquire(request("ann"), NOW)).fencing_token == 42
-    assert b.last_token == 42
 
 
 def test_full_pool_refuses_with_seat_occupied_naming_the_holder() -> None:
@@ -87,7 +79,6 @@ def test_second_device_is_refused_unless_it_takes_over() -> None:
     assert isinstance(refusal, Refusal) and refusal.code == "already_logged_in"
     taken = granted(b.acquire(request("ann", "phone", takeover=True), NOW + 5))
     assert taken.seat == first.seat and taken.device.id == "phone"
-    assert taken.fencing_token > first.fencing_token
     assert Ended(first, seats.TAKEN_OVER) in b.effects
     assert [e.type for e in b.events][-2:] == ["taken_over", "seat_granted"]
     assert len(b.leases) == 1
@@ -98,9 +89,21 @@ def test_same_device_replaces_its_old_session_and_keeps_the_seat() -> None:
     granted(b.acquire(request("bob"), NOW))
     old = granted(b.acquire(request("ann", "pc"), NOW))
     new = granted(b.acquire(request("ann", "pc"), NOW + 1))
-    assert new.seat == old.seat == 2 and new.fencing_token > old.fencing_token
+    assert new.seat == old.seat == 2 and new.id != old.id
     assert Ended(old, seats.REPLACED) in b.effects
     assert len(b.leases) == 2
+
+
+def test_a_session_asking_again_for_the_seat_it_was_granted_keeps_it() -> None:
+    b = book(1)
+    granted(b.acquire(request("ann"), NOW))
+    ask = request("bob", queue=True)
+    assert isinstance(b.acquire(ask, NOW), Enqueued)
+    (ann,) = b.leases.values()
+    b.release(ann.id, seats.LOGGED_OUT, NOW)  # the seat goes to bob's session from the queue
+    effects = len(b.effects)
+    again = granted(b.acquire(ask, NOW + 1))  # bob asks again before hearing of it
+    assert again.session_id == ask.session_id and len(b.effects) == effects
 
 
 def test_release_frees_the_seat_and_logs_the_reason() -> None:
@@ -175,8 +178,7 @@ def test_a_free_seat_waits_for_the_queue_not_a_newcomer() -> None:
     assert isinstance(w, Granted)  # nobody held the seat: no queue needed
     queued = b.acquire(request("cat", queue=True), NOW)
     assert isinstance(queued, Enqueued)
-    grown = PoolBook(Pool("acme", "desk", "Help desk", 2), list(b.leases.values()),
-                     b.waiters, b.last_token)  # fmt: skip
+    grown = PoolBook(Pool("acme", "desk", "Help desk", 2), list(b.leases.values()), b.waiters)
     refusal = grown.acquire(request("dan"), NOW)
     assert isinstance(refusal, Refusal) and "waiting" in refusal.message
     grown.fill(NOW)
@@ -199,7 +201,7 @@ def test_a_waiter_whose_user_got_a_seat_meanwhile_is_refused_when_served() -> No
     pc = b.acquire(request("bob", "pc", queue=True), NOW)
     phone = b.acquire(request("bob", "phone", queue=True), NOW)
     assert isinstance(pc, Enqueued) and isinstance(phone, Enqueued)
-    grown = PoolBook(Pool("acme", "desk", "Help desk", 2), [ann], b.waiters, b.last_token)
+    grown = PoolBook(Pool("acme", "desk", "Help desk", 2), [ann], b.waiters)
     grown.release(ann.id, seats.LOGGED_OUT, NOW)
     assert [lease.device.id for lease in grown.leases.values()] == ["pc"]
     refusal = grown.effects[-1]

@@ -15,27 +15,31 @@ from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from operator import attrgetter
 from pathlib import Path
+from typing import TypeVar
 
 import asyncpg
 import pytest
 
+from presence import notes
 from presence.core.model import Device, Domain, Event, Lease, License, Pool, User, Waiter
 from presence.errors import RuleViolation, StorageError
-from presence.storage import Note, Store, TokenGrant, store_for_url
+from presence.notes import Note
+from presence.storage import Store, TokenGrant, store_for_url
 
 from .conftest import LONG_TTL, Nodes
 
 #: Bounds a wait for something that should happen at once; only a failing
 #: test waits this long.
 WAIT = 5.0
-#: Short enough for orphan tests to be quick, long enough to check a node
-#: right after it renewed itself.
+#: Short enough for expiry tests to be quick, long enough to check a lease
+#: right after it was renewed.
 SHORT_TTL = 0.5
 #: Long enough for another node to open, on a busy machine, before it runs out.
 CLOSING_TTL = 2.0
 
 only_postgresql = pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
 by_id = attrgetter("id")
+T = TypeVar("T")
 
 
 def new_domain(domain_id: str = "acme", named_licenses: int = 0) -> Domain:
@@ -55,7 +59,6 @@ def new_lease(
     return Lease(
         id=lease_id,
         session_id=f"session-{lease_id}",
-        node_id=node.node_id,
         domain_id=domain_id,
         user_id=user_id,
         user_name=f"User {user_id}",
@@ -63,15 +66,23 @@ def new_lease(
         since=since,
         pool=pool,
         seat=seat,
-        fencing_token=None if pool is None else 7,
         idle_since=since,
     )
+
+
+def bare(leases: T) -> T:
+    """Leases without the fencing tokens the store gave them, to compare with what was inserted."""
+    if isinstance(leases, list):
+        return [replace(x, fencing_token=None) for x in leases]  # type: ignore[return-value]
+    if isinstance(leases, Lease):
+        return replace(leases, fencing_token=None)  # type: ignore[return-value]
+    return leases
 
 
 def new_waiter(node: Store, user_id: str, *, pool: str = "desk", since: float = 1000.0) -> Waiter:
     session_id = uuid.uuid4().hex
     return Waiter(
-        session_id, f"lease-{session_id}", node.node_id, "acme", pool, user_id,
+        session_id, f"lease-{session_id}", "acme", pool, user_id,
         f"User {user_id}", Device(f"device-{user_id}", "phone"), since,
     )  # fmt: skip
 
@@ -104,7 +115,7 @@ class Inbox:
 
 
 async def send_marker(store: Store) -> Note:
-    marker = {"kind": "marker", "id": uuid.uuid4().hex}
+    marker = notes.PoolChanged("marker", uuid.uuid4().hex)
     async with store.transaction() as tx:
         tx.notify(marker)
     return marker
@@ -255,12 +266,12 @@ async def test_leases_oldest_first_with_filters(store: Store) -> None:
         for lease in (late, early, named, named_too, other_pool, elsewhere):
             await tx.insert_lease(lease)
     async with store.transaction("acme") as tx:
-        assert await tx.leases("acme") == [early, named, named_too, late, other_pool]
-        assert await tx.leases("acme", pool="desk") == [early, late]
-        assert await tx.leases("acme", user_id="u3") == [named, named_too]
-        assert await tx.leases("acme", pool="desk", user_id="u1") == [late]
-        assert await tx.leases("other") == [elsewhere]
-        assert await tx.lease(early.id) == early
+        assert bare(await tx.leases("acme")) == [early, named, named_too, late, other_pool]
+        assert bare(await tx.leases("acme", pool="desk")) == [early, late]
+        assert bare(await tx.leases("acme", user_id="u3")) == [named, named_too]
+        assert bare(await tx.leases("acme", pool="desk", user_id="u1")) == [late]
+        assert bare(await tx.leases("other")) == [elsewhere]
+        assert bare(await tx.lease(early.id)) == early
         assert await tx.lease("nothing") is None
 
 
@@ -268,18 +279,18 @@ async def test_updating_and_deleting_a_lease(store: Store) -> None:
     lease = new_lease(store)
     async with store.transaction("acme") as tx:
         await tx.insert_lease(lease)
-    in_call = replace(lease.with_call("call-1", 1500.0), node_id="another-node")
+    in_call = lease.with_call("call-1", 1500.0)
     async with store.transaction("acme") as tx:
         await tx.update_lease(in_call)
     async with store.transaction("acme") as tx:
-        assert await tx.lease(lease.id) == in_call
+        assert bare(await tx.lease(lease.id)) == in_call
         await tx.update_lease(in_call.with_call(None, 1600.0))
     async with store.transaction("acme") as tx:
-        assert await tx.lease(lease.id) == in_call.with_call(None, 1600.0)
+        assert bare(await tx.lease(lease.id)) == in_call.with_call(None, 1600.0)
         await tx.delete_lease(lease.id)
     async with store.transaction("acme") as tx:
         assert await tx.lease(lease.id) is None
-        assert await tx.leases("acme") == []
+        assert bare(await tx.leases("acme")) == []
 
 
 async def test_a_seat_has_one_holder(store: Store) -> None:
@@ -293,7 +304,7 @@ async def test_a_seat_has_one_holder(store: Store) -> None:
             await tx.insert_lease(new_lease(store, user_id="u3", seat=1))
     assert refused.value.code == "already_exists"
     async with store.transaction("acme") as tx:
-        assert await tx.leases("acme") == [holder]  # the refused transaction left nothing
+        assert bare(await tx.leases("acme")) == [holder]  # the refused transaction left nothing
 
 
 async def test_a_seat_user_holds_one_seat(store: Store) -> None:
@@ -308,7 +319,7 @@ async def test_a_seat_user_holds_one_seat(store: Store) -> None:
         async with store.transaction("acme") as tx:
             await tx.insert_lease(new_lease(store, user_id="u1", pool="sales", seat=1))
     async with store.transaction("acme") as tx:
-        assert await tx.leases("acme", user_id="u1") == [holder]
+        assert bare(await tx.leases("acme", user_id="u1")) == [holder]
 
 
 async def test_seat_counts_of_every_pool(store: Store) -> None:
@@ -346,35 +357,42 @@ async def test_waiters_in_the_order_they_asked(store: Store) -> None:
             await tx.insert_waiter(replace(queue[0], pool="sales"))
 
 
-async def test_the_fencing_token_never_goes_backwards(store: Store) -> None:
+async def test_each_seat_lease_gets_a_greater_fencing_token(store: Store) -> None:
     async with store.transaction("acme") as tx:
-        assert await tx.last_fencing_token() == 0
-        await tx.set_last_fencing_token(5)
-        assert await tx.last_fencing_token() == 5
-    async with store.transaction("acme") as tx:
-        await tx.set_last_fencing_token(3)
-        assert await tx.last_fencing_token() == 5
+        first = await tx.insert_lease(new_lease(store, user_id="u1", seat=1))
+        named = await tx.insert_lease(new_lease(store, user_id="u2", pool=None, seat=None))
     with pytest.raises(RuntimeError):
         async with store.transaction("acme") as tx:
-            await tx.set_last_fencing_token(9)
+            await tx.insert_lease(new_lease(store, user_id="u3", seat=3))
             raise RuntimeError("rolled back")
     async with store.transaction("acme") as tx:
-        assert await tx.last_fencing_token() == 5
+        second = await tx.insert_lease(new_lease(store, user_id="u4", pool="sales", seat=1))
+        assert await tx.lease(second.id) == second
+    assert named.fencing_token is None
+    assert first.fencing_token is not None and second.fencing_token is not None
+    assert second.fencing_token > first.fencing_token
 
 
-async def test_the_fencing_token_moved_by_many_domains_at_once(nodes: Nodes) -> None:
+async def test_fencing_tokens_granted_in_many_domains_at_once_all_differ(nodes: Nodes) -> None:
     first = await nodes.open()
     second = await nodes.open() if nodes.shared else first
-    values = [(n * 37) % 101 for n in range(1, 41)]
+    before = await _grant(first, "before")
 
-    async def set_token(value: int) -> None:
-        store = first if value % 2 else second
-        async with store.transaction(f"domain-{value}") as tx:
-            await tx.set_last_fencing_token(value)
+    async def grant(n: int) -> int:
+        return await _grant(first if n % 2 else second, f"domain-{n}")
 
-    await asyncio.gather(*(set_token(value) for value in values))
-    async with first.transaction() as tx:
-        assert await tx.last_fencing_token() == max(values)
+    tokens = await asyncio.gather(*(grant(n) for n in range(40)))
+    assert len(set(tokens)) == len(tokens)
+    assert min(tokens) > before
+    assert await _grant(second, "after") > max(tokens)
+
+
+async def _grant(store: Store, domain_id: str) -> int:
+    async with store.transaction(domain_id) as tx:
+        await tx.now()  # another round trip inside the domain's transaction
+        lease = await tx.insert_lease(new_lease(store, domain_id=domain_id))
+    assert lease.fencing_token is not None
+    return lease.fencing_token
 
 
 async def test_a_rolled_back_transaction_leaves_the_leases_as_they_were(store: Store) -> None:
@@ -390,9 +408,9 @@ async def test_a_rolled_back_transaction_leaves_the_leases_as_they_were(store: S
             assert [x.user_id for x in await tx.leases("acme")] == ["u1", "u3"]
             raise RuntimeError("rolled back")
     async with store.transaction("acme") as tx:
-        assert await tx.leases("acme") == [kept, ended]
-        assert await tx.leases("acme", pool="desk", user_id="u2") == [ended]
-        assert await tx.lease(kept.id) == kept
+        assert bare(await tx.leases("acme")) == [kept, ended]
+        assert bare(await tx.leases("acme", pool="desk", user_id="u2")) == [ended]
+        assert bare(await tx.lease(kept.id)) == kept
 
 
 async def test_transactions_at_once_commit_or_roll_back_each_alone(nodes: Nodes) -> None:
@@ -412,11 +430,11 @@ async def test_transactions_at_once_commit_or_roll_back_each_alone(nodes: Nodes)
     ]
     kept = sorted((lease for n, lease in enumerate(leases) if n % 4), key=by_id)
     async with store.transaction() as tx:
-        assert sorted(await tx.leases("acme"), key=by_id) == kept
+        assert sorted(bare(await tx.leases("acme")), key=by_id) == kept
     await store.close()
     reopened = await nodes.open()
     async with reopened.transaction() as tx:
-        assert sorted(await tx.leases("acme"), key=by_id) == kept
+        assert sorted(bare(await tx.leases("acme")), key=by_id) == kept
 
 
 async def test_a_transaction_cancelled_as_it_commits_is_whole_or_gone(nodes: Nodes) -> None:
@@ -434,55 +452,91 @@ async def test_a_transaction_cancelled_as_it_commits_is_whole_or_gone(nodes: Nod
         await granting
     async with store.transaction() as tx:
         seen = await tx.lease(lease.id)
-    assert seen in (lease, None)
+    assert bare(seen) in (lease, None)
     await store.close()
     reopened = await nodes.open()
     async with reopened.transaction() as tx:
         assert await tx.lease(lease.id) == seen  # the file holds what the node said
 
 
-# Nodes.
+# Expiry.
 
 
-async def test_a_node_that_stopped_renewing_leaves_its_leases_and_waiters(nodes: Nodes) -> None:
-    silent = await nodes.open(lease_ttl=CLOSING_TTL)
-    lost, waiter = new_lease(silent, user_id="u2", seat=2), new_waiter(silent, "u3")
-    async with silent.transaction("acme") as tx:
-        await tx.insert_lease(lost)
+async def test_what_is_not_renewed_expires_after_the_ttl(nodes: Nodes) -> None:
+    store = await nodes.open(lease_ttl=CLOSING_TTL)
+    kept, lost = new_lease(store, user_id="u1", seat=1), new_lease(store, user_id="u2", seat=2)
+    kept_waiter, lost_waiter = new_waiter(store, "u3"), new_waiter(store, "u4")
+    async with store.transaction("acme") as tx:
+        kept = await tx.insert_lease(kept)
+        lost = await tx.insert_lease(lost)
+        await tx.insert_waiter(kept_waiter)
+        await tx.insert_waiter(lost_waiter)
+        assert await tx.expired_leases() == []
+        assert await tx.expired_waiters() == []
+    renewing = asyncio.create_task(_renew(store, [kept.session_id, kept_waiter.session_id]))
+    try:
+
+        async def expired() -> bool:
+            async with store.transaction() as tx:
+                leases, waiters = await tx.expired_leases(), await tx.expired_waiters()
+            assert leases in ([], [lost]) and waiters in ([], [lost_waiter])
+            return bool(leases and waiters)
+
+        await eventually(expired)
+        async with store.transaction() as tx:
+            assert await tx.waiters("acme", "desk") == [kept_waiter]  # the expired place is out
+            assert await tx.waiter(lost_waiter.session_id) == lost_waiter
+        await store.renew([lost.session_id, lost_waiter.session_id])  # too late
+        async with store.transaction() as tx:
+            assert await tx.expired_leases() == [lost]
+            assert await tx.expired_waiters() == [lost_waiter]
+    finally:
+        renewing.cancel()
+
+
+async def _renew(store: Store, session_ids: list[str]) -> None:
+    while True:
+        await store.renew(session_ids)
+        await asyncio.sleep(CLOSING_TTL / 4)
+
+
+async def test_a_seat_granted_from_the_queue_expires_with_the_queue_place(nodes: Nodes) -> None:
+    store = await nodes.open(lease_ttl=SHORT_TTL)
+    waiter = new_waiter(store, "u1")
+    async with store.transaction("acme") as tx:
         await tx.insert_waiter(waiter)
-    await silent.close()  # renews itself one last time: its leases stay for the TTL
-    watcher = await nodes.open()
-    kept = new_lease(watcher, user_id="u1", seat=1)
-    async with watcher.transaction("acme") as tx:
-        await tx.insert_lease(kept)
-        assert await tx.orphaned_leases() == []
-        assert await tx.orphaned_waiters() == []
 
-    async def orphaned() -> bool:
-        async with watcher.transaction() as tx:
-            leases, waiters = await tx.orphaned_leases(), await tx.orphaned_waiters()
-        assert leases in ([], [lost]) and waiters in ([], [waiter])
-        return bool(leases and waiters)
+    async def expired() -> bool:
+        async with store.transaction() as tx:
+            return await tx.expired_waiters() == [waiter]
 
-    await eventually(orphaned)
+    await eventually(expired)
+    lease = replace(new_lease(store, user_id="u1"), session_id=waiter.session_id)
+    async with store.transaction("acme") as tx:
+        granted = await tx.insert_lease(lease)
+        await tx.delete_waiter(waiter.session_id)
+    async with store.transaction() as tx:
+        assert await tx.expired_leases() == [granted]
 
 
 @only_postgresql
-async def test_a_node_that_renews_again_has_its_leases_back(nodes: Nodes) -> None:
+async def test_what_one_node_renews_lives_for_every_node(nodes: Nodes) -> None:
+    serving = await nodes.open(lease_ttl=SHORT_TTL)
     watcher = await nodes.open()
-    silent = await nodes.open(lease_ttl=SHORT_TTL)
-    lease = new_lease(silent)
-    async with silent.transaction("acme") as tx:
-        await tx.insert_lease(lease)
-
-    async def orphaned() -> bool:
+    lease = new_lease(serving)
+    async with serving.transaction("acme") as tx:
+        lease = await tx.insert_lease(lease)
+    for _ in range(8):
+        await serving.renew([lease.session_id])
         async with watcher.transaction() as tx:
-            return await tx.orphaned_leases() == [lease]
+            assert await tx.expired_leases() == []
+        await asyncio.sleep(SHORT_TTL / 4)
 
-    await eventually(orphaned)
-    await silent.renew_node()  # back in time: its leases are its own again
-    async with watcher.transaction() as tx:
-        assert await tx.orphaned_leases() == []
+    async def expired() -> bool:
+        async with watcher.transaction() as tx:
+            return await tx.expired_leases() == [lease]
+
+    await eventually(expired)
 
 
 async def test_a_sqlite_file_has_one_node(tmp_path: Path) -> None:
@@ -503,6 +557,29 @@ async def test_a_sqlite_file_has_one_node(tmp_path: Path) -> None:
 async def test_nodes_starting_together_on_a_new_database(nodes: Nodes) -> None:
     stores = await asyncio.gather(*(nodes.open() for _ in range(8)))
     assert all(store.healthy() for store in stores)
+
+
+@only_postgresql
+async def test_a_node_starts_beside_transactions_without_waiting_for_them(nodes: Nodes) -> None:
+    store = await nodes.open()
+    writing, release = asyncio.Event(), asyncio.Event()
+
+    async def write() -> None:
+        async with store.transaction("acme") as tx:
+            await tx.insert_lease(new_lease(store))
+            await tx.insert_waiter(new_waiter(store, "u2"))
+            writing.set()
+            await release.wait()
+
+    writer = asyncio.create_task(write())
+    await writing.wait()
+    try:
+        async with asyncio.timeout(WAIT):
+            other = await nodes.open()  # no lock on the tables, which the writer holds
+            await other.renew(["a-session"])
+    finally:
+        release.set()
+        await writer
 
 
 async def test_now_is_the_current_time(store: Store) -> None:
@@ -556,21 +633,21 @@ async def test_notes_are_delivered_after_commit_and_never_after_rollback(store: 
     inbox = Inbox(store)
     with pytest.raises(RuntimeError):
         async with store.transaction("acme") as tx:
-            tx.notify({"kind": "pool", "domain": "acme", "pool": "rolled-back"})
+            tx.notify(notes.PoolChanged("acme", "rolled-back"))
             raise RuntimeError("rolled back")
     async with store.transaction("acme") as tx:
-        tx.notify({"kind": "pool", "domain": "acme", "pool": "desk"})
-        tx.notify({"kind": "end", "session": "s1", "reason": "taken_over"})
+        tx.notify(notes.PoolChanged("acme", "desk"))
+        tx.notify(notes.LeaseEnded("s1", "taken_over"))
     marker = await send_marker(store)
     assert await inbox.until(marker) == [
-        {"kind": "pool", "domain": "acme", "pool": "desk"},
-        {"kind": "end", "session": "s1", "reason": "taken_over"},
+        notes.PoolChanged("acme", "desk"),
+        notes.LeaseEnded("s1", "taken_over"),
     ]
 
 
 async def test_notes_in_commit_order_once_each(store: Store) -> None:
     inbox = Inbox(store)
-    sent = [{"kind": "pool", "domain": "acme", "pool": f"pool-{n}"} for n in range(30)]
+    sent: list[Note] = [notes.PoolChanged("acme", f"pool-{n}") for n in range(30)]
 
     async def publish(note: Note) -> None:
         async with store.transaction("acme") as tx:
@@ -592,11 +669,12 @@ async def test_a_large_events_note_arrives_whole(store: Store) -> None:
         for n in range(400)
     ]  # fmt: skip
     async with store.transaction("acme") as tx:
-        tx.notify({"kind": "events", "domain": "acme", "events": events})
+        tx.notify(notes.EventsLogged("acme", tuple(events)))
     received = await inbox.until(await send_marker(store))
-    assert {note["kind"] for note in received} == {"events"}
-    assert {note["domain"] for note in received} == {"acme"}
-    assert [event for note in received for event in note["events"]] == events
+    assert all(isinstance(note, notes.EventsLogged) for note in received)
+    logged = [note for note in received if isinstance(note, notes.EventsLogged)]
+    assert {note.domain for note in logged} == {"acme"}
+    assert [event for note in logged for event in note.events] == events
 
 
 @only_postgresql
@@ -604,10 +682,10 @@ async def test_notes_reach_every_node(nodes: Nodes) -> None:
     sender, other = await nodes.open(), await nodes.open()
     inboxes = [Inbox(sender), Inbox(other)]
     async with sender.transaction("acme") as tx:
-        tx.notify({"kind": "pool", "domain": "acme", "pool": "desk"})
+        tx.notify(notes.PoolChanged("acme", "desk"))
     marker = await send_marker(sender)
     for inbox in inboxes:
-        assert await inbox.until(marker) == [{"kind": "pool", "domain": "acme", "pool": "desk"}]
+        assert await inbox.until(marker) == [notes.PoolChanged("acme", "desk")]
 
 
 @only_postgresql
@@ -625,11 +703,11 @@ async def test_a_node_cut_off_listens_again_and_resyncs(nodes: Nodes) -> None:
     finally:
         await connection.close()
     assert cut >= 2  # the pool's connection and the LISTEN connection
-    assert await inbox.next() == {"kind": "resync"}
+    assert await inbox.next() == notes.Resync()
     assert store.healthy()
     async with store.transaction("acme") as tx:
-        tx.notify({"kind": "pool", "domain": "acme", "pool": "desk"})
-    assert await inbox.next() == {"kind": "pool", "domain": "acme", "pool": "desk"}
+        tx.notify(notes.PoolChanged("acme", "desk"))
+    assert await inbox.next() == notes.PoolChanged("acme", "desk")
 
 
 @only_postgresql
@@ -666,12 +744,12 @@ async def test_domains_are_locked_separately(nodes: Nodes) -> None:
     store, other = await nodes.open(), await nodes.open()
     locked, release = asyncio.Event(), asyncio.Event()
 
-    async def hold(domain_id: str) -> None:
-        async with store.transaction(domain_id):
+    async def hold_on(node: Store, domain_id: str) -> None:
+        async with node.transaction(domain_id):
             locked.set()
             await release.wait()
 
-    holding = asyncio.create_task(hold("acme"))
+    holding = asyncio.create_task(hold_on(store, "acme"))
     await locked.wait()
     async with asyncio.timeout(WAIT):
         for node in (store, other):
@@ -679,7 +757,9 @@ async def test_domains_are_locked_separately(nodes: Nodes) -> None:
                 await tx.now()
             async with node.transaction() as tx:
                 await tx.now()
-    waiting = asyncio.create_task(hold("acme"))
+    # Its transactions take turns on the node before the domain's lock: another
+    # node's wait for it shows in the database.
+    waiting = asyncio.create_task(hold_on(other, "acme"))
 
     async def blocked() -> bool:
         connection = await asyncpg.connect(nodes.url)

@@ -12,9 +12,10 @@ from pathlib import Path
 from typing import Any
 
 from presence.errors import StorageError
+from presence.notes import PoolChanged
 from presence.storage.sqlite import SQLiteStore
 
-from .test_contract import by_id, new_lease
+from .test_contract import bare, by_id, new_lease
 
 
 def refuse_commit(action: int, operation: Any, *_: Any) -> int:
@@ -35,7 +36,7 @@ async def test_a_failed_commit_fails_and_undoes_every_transaction_in_it(tmp_path
     async def write(n: int) -> None:
         async with store.transaction("acme") as tx:
             await tx.insert_lease(lost[n])
-            tx.notify({"kind": "pool", "domain": "acme", "pool": f"lost-{n}"})
+            tx.notify(PoolChanged("acme", f"lost-{n}"))
 
     notes: list[Any] = []
 
@@ -50,15 +51,16 @@ async def test_a_failed_commit_fails_and_undoes_every_transaction_in_it(tmp_path
 
     assert all(isinstance(outcome, StorageError) for outcome in outcomes), outcomes
     async with store.transaction() as tx:
-        assert await tx.leases("acme") == [kept]
+        assert bare(await tx.leases("acme")) == [kept]
     async with store.transaction("acme") as tx:  # and the store goes on
         await tx.insert_lease(lost[0])
     await store.close()
-    assert [note for note in notes if str(note.get("pool", "")).startswith("lost")] == []
+    assert [n for n in notes if isinstance(n, PoolChanged) and n.pool.startswith("lost")] == []
     reopened = SQLiteStore(path, "node-2")
     await reopened.open(60.0)
     try:
         async with reopened.transaction() as tx:
-            assert sorted(await tx.leases("acme"), key=by_id) == sorted([kept, lost[0]], key=by_id)
+            found = sorted(bare(await tx.leases("acme")), key=by_id)
+            assert found == sorted([kept, lost[0]], key=by_id)
     finally:
         await reopened.close()

@@ -1,0 +1,91 @@
+"""Pushes each pool's availability and queue positions to the sessions following it.
+
+A change marks its pool (:meth:`Announcer.announce`); one task reads each
+marked pool once and pushes what changed to its sessions and watchers, so a
+burst of changes to a pool costs one read. Frames are pushed, never awaited,
+and a session is sent a frame only when it differs from the last it got.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Protocol
+
+from .. import leases, wire
+from ..core.seats import PoolBook
+from ..notes import Note
+from ..storage import Store
+from .session import Phase, Session, Sessions
+
+logger = logging.getLogger(__name__)
+
+
+class Watcher(Protocol):
+    """Something on this node that follows domains' changes (the wallboards)."""
+
+    def watching(self, domain_id: str) -> bool: ...
+    async def pool_changed(self, domain_id: str, pool_id: str, book: PoolBook | None) -> None:
+        """A pool's state after a change; ``None`` when it was deleted."""
+
+    async def noted(self, note: Note) -> None:
+        """Every note from every node."""
+
+
+class Announcer:
+    def __init__(self, store: Store, sessions: Sessions) -> None:
+        self.store = store
+        self.sessions = sessions
+        self.watchers: list[Watcher] = []
+        self._marked: dict[tuple[str, str], set[Session] | None] = {}
+        self._wake = asyncio.Event()
+
+    def announce(self, key: tuple[str, str]) -> None:
+        """Push a pool's state to everyone following it."""
+        self._marked[key] = None
+        self._wake.set()
+
+    def announce_to(self, session: Session) -> None:
+        """Push its pool's state to one session (it just logged in or waits)."""
+        key = session.pool_key
+        if key is not None:
+            targets = self._marked.setdefault(key, set())
+            if targets is not None:
+                targets.add(session)
+            self._wake.set()
+
+    async def run(self) -> None:
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            marked, self._marked = self._marked, {}
+            for (domain_id, pool_id), targets in marked.items():
+                try:
+                    await self._announce(domain_id, pool_id, targets)
+                except Exception:
+                    logger.exception("announcing pool %s/%s failed", domain_id, pool_id)
+
+    async def _announce(self, domain_id: str, pool_id: str, targets: set[Session] | None) -> None:
+        followers = self.sessions.of_pool((domain_id, pool_id))
+        watchers = [w for w in self.watchers if w.watching(domain_id)]
+        if not followers and not watchers:
+            return
+        # A read that takes no domain lock: a change meanwhile announces itself again.
+        async with self.store.transaction() as tx:
+            pool = await tx.pool(domain_id, pool_id)
+            book = await leases.load_book(tx, pool) if pool is not None else None
+        for watcher in watchers:
+            await watcher.pool_changed(domain_id, pool_id, book)
+        if book is None:
+            return
+        frame = wire.availability_frame(book.availability())
+        for session in list(followers if targets is None else targets & followers):
+            session.pool = book.pool
+            if session.sent_availability != frame:
+                session.sent_availability = frame
+                session.push(frame)
+            if session.phase is Phase.WAITING:
+                position = book.position(session.id)
+                if position is not None and position != session.sent_position:
+                    session.sent_position = position
+                    session.push(wire.queued_frame(pool_id, position))
