@@ -65,17 +65,8 @@ ClientMessage = Hello | Acquire | Heartbeat | CallStart | CallEnd | Logout
 
 
 def parse(frame: str | bytes) -> ClientMessage:
-    """Parse one client frame; raise :exc:`BadMessage` saying what is wrong."""
-    if _size(frame) > MAX_FRAME:
-        raise BadMessage(f"Frames are limited to {MAX_FRAME} bytes.", "too_large")
-    if isinstance(frame, bytes):
-        raise BadMessage("Frames must be text, not binary.")
-    try:
-        data = json.loads(frame)
-    except (ValueError, RecursionError):  # RecursionError: nested thousands deep
-        raise BadMessage("The frame is not JSON.") from None
-    if not isinstance(data, dict):
-        raise BadMessage("The frame must be a JSON object.")
+    """Parse one device frame; raise :exc:`BadMessage` saying what is wrong."""
+    data = parse_object(frame)
     kind = data.get("type")
     if kind == "hello":
         token = data.get("token")
@@ -102,6 +93,24 @@ def parse(frame: str | bytes) -> ClientMessage:
     if kind == "logout":
         return Logout()
     raise BadMessage(f"Unknown message type {str(kind)[:64]!r}.")
+
+
+def parse_object(frame: str | bytes) -> dict[str, Any]:
+    """The JSON object a client's frame holds, on any endpoint; raise
+    :exc:`BadMessage` saying what is wrong (``too_large`` over :data:`MAX_FRAME`)."""
+    if _size(frame) > MAX_FRAME:
+        raise BadMessage(f"Frames are limited to {MAX_FRAME} bytes.", "too_large")
+    if isinstance(frame, bytes):
+        raise BadMessage("Frames must be text, not binary.")
+    try:
+        data = json.loads(frame)
+    except ValueError:
+        raise BadMessage("The frame is not JSON.") from None
+    except RecursionError:  # arrays or objects nested thousands deep
+        raise BadMessage("The frame's JSON nests too deep.") from None
+    if not isinstance(data, dict):
+        raise BadMessage("The frame must be a JSON object.")
+    return data
 
 
 def _size(frame: str | bytes) -> int:

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
-from typing import Any
 
 from .. import wire
 from ..admin import Admin
@@ -43,7 +41,10 @@ class WallboardEndpoint:
         board: Board | None = None
         try:
             try:
-                hello = _object(await asyncio.wait_for(link.receive(), self.hello_timeout))
+                frame = await asyncio.wait_for(link.receive(), self.hello_timeout)
+                if frame is None:
+                    return
+                hello = wire.parse_object(frame)
                 if hello.get("type") != "hello":
                     raise wire.BadMessage("Send hello {token} first.")
                 token = str(hello.get("token") or "")
@@ -57,13 +58,14 @@ class WallboardEndpoint:
             except TimeoutError:
                 raise _Refused("hello_timeout", "Send hello {token} first.", 4408) from None
             except wire.BadMessage as exc:
-                raise _Refused(exc.code, exc.message, 4400) from None
+                close_code = 1009 if exc.code == "too_large" else 4400
+                raise _Refused(exc.code, exc.message, close_code) from None
             except PresenceError as exc:
                 raise _Refused(exc.code, exc.message, CLOSE_CODES.get(exc.status, 4400)) from None
             self.boards.start(board, snapshot)
             while (frame := await link.receive()) is not None:
                 try:
-                    if _object(frame).get("type") == "ping":
+                    if wire.parse_object(frame).get("type") == "ping":
                         await link.send(wire.encode({"type": "pong"}))
                 except wire.BadMessage:
                     pass  # a board has nothing else to say; ignore what it cannot
@@ -76,13 +78,3 @@ class _Refused(Exception):
     def __init__(self, code: str, message: str, close_code: int) -> None:
         super().__init__(message)
         self.code, self.message, self.close_code = code, message, close_code
-
-
-def _object(frame: str | bytes | None) -> dict[str, Any]:
-    try:
-        data = json.loads(frame) if isinstance(frame, str) else None
-    except ValueError:
-        data = None
-    if not isinstance(data, dict):
-        raise wire.BadMessage("Frames are JSON objects.")
-    return data

@@ -36,12 +36,17 @@ class Answer:
 
 
 async def wallboard_hello(server: Server, token: str) -> Answer:
+    return await wallboard_answer(server, json.dumps({"type": "hello", "token": token}))
+
+
+async def wallboard_answer(server: Server, first: str) -> Answer:
+    """What a wallboard stream answers to `first`, its first frame."""
     url = server.base_url.replace("http://", "ws://", 1) + "/ws/wallboard"
     messages: list[dict[str, object]] = []
     async with connect(url, proxy=None, compression=None, ping_interval=None) as board:
         # Refused over the cap, the board may be closed before it says hello.
         with contextlib.suppress(ConnectionClosed):
-            await board.send(json.dumps({"type": "hello", "token": token}))
+            await board.send(first)
         try:
             async with asyncio.timeout(WAIT):
                 while True:
