@@ -72,7 +72,7 @@ def parse(frame: str | bytes) -> ClientMessage:
         token = data.get("token")
         return Hello(
             # A token that cannot be one is refused as unauthorized, like a wrong one.
-            token=token if isinstance(token, str) and is_unicode(token) else "",
+            token=token if isinstance(token, str) and is_text(token) else "",
             device=_device(data.get("device")),
             takeover=_flag(data, "takeover"),
             queue=_flag(data, "queue"),
@@ -123,18 +123,19 @@ def _text(data: dict[str, Any], key: str, shortest: int, longest: int) -> str:
     value = data.get(key)
     if not isinstance(value, str) or not shortest <= len(value) <= longest:
         raise BadMessage(f"{key} must be a string of {shortest} to {longest} characters.")
-    if not is_unicode(value):
-        raise BadMessage(f"{key} holds a lone surrogate (\\ud800-\\udfff), not text.")
+    if not is_text(value):
+        raise BadMessage(f"{key} holds a lone surrogate (\\ud800-\\udfff) or NUL, not text.")
     return value
 
 
-def is_unicode(text: str) -> bool:
-    """Whether ``text`` is real Unicode: JSON escapes can smuggle in lone surrogates."""
+def is_text(text: str) -> bool:
+    """Whether ``text`` can be stored as text: real Unicode (JSON escapes can
+    smuggle in lone surrogates) without NUL (PostgreSQL's text refuses it)."""
     try:
         text.encode()
     except UnicodeEncodeError:
         return False
-    return True
+    return "\x00" not in text
 
 
 def _flag(data: dict[str, Any], key: str) -> bool:
