@@ -43,7 +43,7 @@ def _endpoint(handler: Handler) -> Callable[[Request], Awaitable[Response]]:
 async def authenticated_request(request: Request, authenticate: Callable[[], Awaitable[T]]) -> T:
     client = request.client
     address = client.host if client else "unknown"
-    return await authenticated(request.app.state.guard, address, authenticate)
+    return await authenticated(request.app.state.gate, address, authenticate)
 
 
 def bearer(request: Request) -> str | None:

@@ -27,7 +27,7 @@ from ..storage import store_for_url
 from ..wallboard import Wallboards
 from . import api
 from .device import DeviceEndpoint
-from .guard import Guard
+from .guard import Gate, Guard, LocalGate
 from .link import Endpoint
 from .wallboard import WallboardEndpoint
 
@@ -49,16 +49,24 @@ class App:
         await self.starlette(scope, receive, send)
 
 
-def create_app(config: Config) -> App:
-    """The server for ``config``; its lifespan opens the store and the node."""
+def create_app(config: Config, gate: Gate | None = None) -> App:
+    """The server for ``config``; its lifespan opens the store and the node.
+
+    ``gate``: the per-address limits, if kept elsewhere (``--workers``);
+    by default the app keeps its own."""
     store = store_for_url(config.database, uuid.uuid4().hex)
     coordinator = Coordinator(store, config)
     admin = Admin(store, config.admin_token)
     wallboards = Wallboards(store)
     coordinator.watchers.append(wallboards)
 
+    if gate is None:
+        guard = Guard(config.max_connections_per_address, config.auth_failures_per_minute)
+        gate = LocalGate(guard)
+
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        await gate.start()
         await coordinator.start()
         try:
             token = await admin.ensure_server_token()
@@ -67,8 +75,8 @@ def create_app(config: Config) -> App:
             yield
         finally:
             await coordinator.stop()
+            await gate.stop()
 
-    guard = Guard(config.max_connections_per_address, config.auth_failures_per_minute)
     app = Starlette(
         routes=[
             Route("/healthz", healthz),
@@ -82,10 +90,10 @@ def create_app(config: Config) -> App:
     app.state.config = config
     app.state.coordinator = coordinator
     app.state.admin = admin
-    app.state.guard = guard
+    app.state.gate = gate
     endpoints: dict[str, Endpoint] = {
-        "/ws/device": DeviceEndpoint(coordinator, guard),
-        "/ws/wallboard": WallboardEndpoint(admin, wallboards, guard, config.hello_timeout),
+        "/ws/device": DeviceEndpoint(coordinator, gate),
+        "/ws/wallboard": WallboardEndpoint(admin, wallboards, gate, config.hello_timeout),
     }
     return App(app, endpoints, coordinator)
 

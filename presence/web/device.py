@@ -11,9 +11,9 @@ import time
 
 from .. import wire
 from ..coordinator import Coordinator
-from ..errors import StorageError
+from ..errors import RateLimited, StorageError, Unauthorized
 from ..session import Session
-from .guard import TOO_MANY_CONNECTIONS, Guard, counted
+from .guard import TOO_MANY_CONNECTIONS, Gate, authenticated, counted
 from .link import Link
 
 RATE_LIMIT = 50  # messages in one second
@@ -48,18 +48,18 @@ class _Limits:
 class DeviceEndpoint:
     """``/ws/device``: a device session for each connection."""
 
-    def __init__(self, coordinator: Coordinator, guard: Guard) -> None:
+    def __init__(self, coordinator: Coordinator, gate: Gate) -> None:
         self.coordinator = coordinator
-        self.guard = guard
+        self.gate = gate
 
     async def __call__(self, link: Link) -> None:
         coordinator = self.coordinator
         session = coordinator.open_session(link)
         address = link.address
-        with counted(self.guard, address) as allowed:
+        async with counted(self.gate, address) as allowed:
             try:
                 if allowed:
-                    await _serve(link, coordinator, session, self.guard, address)
+                    await _serve(link, coordinator, session, self.gate, address)
                 else:
                     session.end(4429, wire.error_frame("rate_limited", TOO_MANY_CONNECTIONS))
             except asyncio.CancelledError:
@@ -72,7 +72,7 @@ class DeviceEndpoint:
 
 
 async def _serve(
-    link: Link, coordinator: Coordinator, session: Session, guard: Guard, address: str
+    link: Link, coordinator: Coordinator, session: Session, gate: Gate, address: str
 ) -> None:
     limits = _Limits()
     deadline = time.monotonic() + coordinator.config.hello_timeout
@@ -99,11 +99,8 @@ async def _serve(
                 await coordinator.handle(session, message)
             elif not isinstance(message, wire.Hello):
                 await session.error("not_logged_in", "Say hello first.")
-            elif guard.blocked(address):
-                text = "Too many failed authentications from your address; wait a minute."
-                session.end(4429, wire.error_frame("rate_limited", text))
-            elif not await coordinator.hello(session, message) and session.user is None:
-                guard.failed(address)  # the token was refused
+            else:
+                await _hello(coordinator, session, message, gate, address)
         except StorageError as exc:
             # The database is out of reach: say so, and let the device come back.
             session.end(1011, wire.error_frame(exc.code, exc.message))
@@ -114,3 +111,20 @@ async def _serve(
                 session.end(4400, wire.error_frame(exc.code, exc.message))
             else:
                 await session.error(exc.code, exc.message)
+
+
+async def _hello(
+    coordinator: Coordinator, session: Session, hello: wire.Hello, gate: Gate, address: str
+) -> None:
+    """Log in, unless the address failed to authenticate too often."""
+
+    async def login() -> None:
+        if not await coordinator.hello(session, hello) and session.user is None:
+            raise Unauthorized("The token was refused.")  # counted as a failure
+
+    try:
+        await authenticated(gate, address, login)
+    except RateLimited as exc:
+        session.end(4429, wire.error_frame(exc.code, exc.message))
+    except Unauthorized:
+        pass  # the session was told so, and closed, by the coordinator

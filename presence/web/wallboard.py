@@ -8,7 +8,7 @@ from .. import wire
 from ..admin import Admin
 from ..errors import PresenceError
 from ..wallboard import Board, Wallboards
-from .guard import TOO_MANY_CONNECTIONS, Guard, authenticated, counted
+from .guard import TOO_MANY_CONNECTIONS, Gate, authenticated, counted
 from .link import Link
 
 CLOSE_CODES = {401: 4401, 403: 4403, 404: 4404, 429: 4429}
@@ -17,16 +17,14 @@ CLOSE_CODES = {401: 4401, 403: 4403, 404: 4404, 429: 4429}
 class WallboardEndpoint:
     """``/ws/wallboard``: a board for each connection, once its ``hello`` authenticates."""
 
-    def __init__(
-        self, admin: Admin, boards: Wallboards, guard: Guard, hello_timeout: float
-    ) -> None:
+    def __init__(self, admin: Admin, boards: Wallboards, gate: Gate, hello_timeout: float) -> None:
         self.admin = admin
         self.boards = boards
-        self.guard = guard
+        self.gate = gate
         self.hello_timeout = hello_timeout
 
     async def __call__(self, link: Link) -> None:
-        with counted(self.guard, link.address) as allowed:
+        async with counted(self.gate, link.address) as allowed:
             try:
                 if not allowed:
                     raise _Refused("rate_limited", TOO_MANY_CONNECTIONS, 4429)
@@ -49,7 +47,7 @@ class WallboardEndpoint:
                     raise wire.BadMessage("Send hello {token} first.")
                 token = str(hello.get("token") or "")
                 who = await authenticated(
-                    self.guard, link.address, lambda: admin.authenticate(token)
+                    self.gate, link.address, lambda: admin.authenticate(token)
                 )
                 board = Board(link, str(hello.get("domain") or who.domain_id or ""))
                 # Changes from here until the snapshot is sent wait in the board's backlog.
