@@ -1,14 +1,18 @@
-"""The per-address guard: the rule with an injected clock, and the gate that
-keeps it in one process."""
+"""The per-address guard: the rule with an injected clock, the gate that keeps
+it in one process, and the gate that workers share through the supervisor
+(over socket pairs here, in one process; tests/cluster/test_workers.py runs
+real workers)."""
 
 from __future__ import annotations
 
 import asyncio
+import socket
 
 import pytest
 
 from presence.errors import RateLimited, Unauthorized
 from presence.web.guard import WINDOW, Guard, LocalGate, authenticated
+from presence.workers import SharedGate, serve_worker
 
 #: Bounds a wait that only runs out if the gate is broken.
 WAIT = 5.0
@@ -148,3 +152,80 @@ async def test_a_waiter_cancelled_as_its_turn_comes_gives_it_back() -> None:
     with pytest.raises(asyncio.CancelledError):
         await waiting
     assert await asyncio.wait_for(gate.admit("a"), WAIT)
+
+
+# The gate that workers share.
+
+
+class Supervisor:
+    """The supervisor's side, in this process: one gate, a task per worker."""
+
+    def __init__(self) -> None:
+        self.gate = LocalGate(Guard(max_connections=3, max_failures=2))
+        self.lost: list[SharedGate] = []
+
+    async def worker(self) -> tuple[SharedGate, asyncio.Task[None]]:
+        """A worker's gate, and the task answering it."""
+        ours, theirs = socket.socketpair()
+        serving = asyncio.create_task(serve_worker(self.gate, ours))
+        gate = SharedGate(theirs, on_lost=lambda: self.lost.append(gate))
+        await gate.start()
+        return gate, serving
+
+
+async def test_workers_share_the_cap() -> None:
+    supervisor = Supervisor()
+    (a, serving_a), (b, serving_b) = await supervisor.worker(), await supervisor.worker()
+    assert await a.connect("x") and await a.connect("x")
+    assert await b.connect("x")
+    assert not await b.connect("x") and not await a.connect("x")
+    assert await b.connect("y")
+    a.disconnect("x")
+    assert await a.connect("x")
+    # A worker that is gone lets go of what it held.
+    await a.stop()
+    await serving_a
+    assert await b.connect("x") and await b.connect("x")
+    assert not await b.connect("x")
+    await b.stop()
+    await serving_b
+    for _ in range(3):
+        assert supervisor.gate.guard.connect("x")
+    assert supervisor.lost == []
+
+
+async def test_workers_share_the_brake() -> None:
+    supervisor = Supervisor()
+    (a, serving_a), (b, serving_b) = await supervisor.worker(), await supervisor.worker()
+    assert await a.admit("x") and await b.admit("x")
+    waiting = asyncio.create_task(b.admit("x"))  # two under way: it waits
+    a.judged("x", failed=True)
+    b.judged("x", failed=False)  # one failure; the waiter goes
+    assert await asyncio.wait_for(waiting, WAIT)
+    waiting = asyncio.create_task(a.admit("x"))  # one failure, one under way
+    # b is gone with its authentication under way: that is no failure.
+    await b.stop()
+    await serving_b
+    assert await asyncio.wait_for(waiting, WAIT)
+    a.judged("x", failed=True)
+    assert await a.admit("x") is False
+    await a.stop()
+    await serving_a
+
+
+async def test_a_worker_whose_supervisor_is_gone_lets_everyone_in() -> None:
+    supervisor = Supervisor()
+    gate, serving = await supervisor.worker()
+    for _ in range(3):
+        assert await gate.connect("x")
+    serving.cancel()  # the supervisor dies
+    await asyncio.gather(serving, return_exceptions=True)
+    assert await asyncio.wait_for(until_lost(supervisor), WAIT) == [gate]
+    assert await gate.connect("x") and await gate.admit("x")
+    await gate.stop()
+
+
+async def until_lost(supervisor: Supervisor) -> list[SharedGate]:
+    while not supervisor.lost:
+        await asyncio.sleep(0.01)  # polling for the gate to read the end
+    return supervisor.lost
