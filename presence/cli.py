@@ -10,13 +10,11 @@ import contextlib
 import functools
 import gc
 import logging
-import multiprocessing
 import os
 import secrets
 import signal
 import socket
 import sys
-import threading
 import urllib.error
 from collections.abc import Awaitable, Callable
 from dataclasses import replace
@@ -24,10 +22,11 @@ from typing import Any
 
 import uvicorn
 
-from . import demo
+from . import demo, workers
 from .config import Config
 from .node import Node
 from .web.app import create_app
+from .web.guard import Gate
 from .web.http import HeadersDeadline
 
 logger = logging.getLogger(__name__)
@@ -187,18 +186,22 @@ def _serve(args: argparse.Namespace, defaults: Config) -> None:
         url = _local_url(config.host, config.port)
         background = functools.partial(demo.run, url, token, say=say)
     if args.workers == 1:
-        _run_node(config, background)
+        _run_node(config, background=background)
         return
     if args.workers < 1 or args.demo or not config.database.startswith("postgres"):
         sys.exit("presence: --workers N needs N >= 1, a postgresql:// database, and no --demo")
-    _supervise(config, args.workers)
+    workers.supervise(config, args.workers, _run_node)
 
 
 def _run_node(
-    config: Config, background: Background | None = None, sockets: list[socket.socket] | None = None
+    config: Config,
+    sockets: list[socket.socket] | None = None,
+    gate: Gate | None = None,
+    background: Background | None = None,
 ) -> None:
-    """Run one node in this process until it is told to stop."""
-    app = create_app(config)
+    """Run one node in this process until it is told to stop; ``sockets`` and
+    ``gate``: a worker's, shared with the others."""
+    app = create_app(config, gate)
     server = _Server(
         uvicorn.Config(
             app,
@@ -217,36 +220,6 @@ def _run_node(
     gc.freeze()
     gc.set_threshold(GC_THRESHOLD)
     server.run(sockets)
-
-
-def _supervise(config: Config, workers: int) -> None:
-    """Run ``workers`` nodes in processes sharing one listening socket.
-
-    A worker that dies is started again; SIGTERM or SIGINT stop them all.
-    """
-    listener = socket.create_server((config.host, config.port), backlog=2048)
-    context = multiprocessing.get_context("spawn")
-    stopping = threading.Event()
-
-    def start() -> multiprocessing.process.BaseProcess:
-        process = context.Process(target=_run_node, args=(config, None, [listener]))
-        process.start()
-        return process
-
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(signum, lambda *_: stopping.set())
-    processes = [start() for _ in range(workers)]
-    print(f"presence: {workers} workers on http://{config.host}:{config.port}", flush=True)
-    while not stopping.wait(0.5):
-        for i, process in enumerate(processes):
-            if not process.is_alive():
-                print(f"presence: worker {process.pid} exited ({process.exitcode})", flush=True)
-                processes[i] = start()
-    for process in processes:
-        if process.pid is not None and process.is_alive():
-            os.kill(process.pid, signal.SIGTERM)
-    for process in processes:
-        process.join(10)
 
 
 def _local_url(host: str, port: int) -> str:

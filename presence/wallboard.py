@@ -54,7 +54,7 @@ class Board:
 
 
 class Wallboards:
-    """The boards connected to this node; a coordinator watcher."""
+    """The boards connected to this node; a watcher of the node (:mod:`presence.node`)."""
 
     def __init__(self, store: Store) -> None:
         self.store = store

@@ -65,23 +65,14 @@ ClientMessage = Hello | Acquire | Heartbeat | CallStart | CallEnd | Logout
 
 
 def parse(frame: str | bytes) -> ClientMessage:
-    """Parse one client frame; raise :exc:`BadMessage` saying what is wrong."""
-    if _size(frame) > MAX_FRAME:
-        raise BadMessage(f"Frames are limited to {MAX_FRAME} bytes.", "too_large")
-    if isinstance(frame, bytes):
-        raise BadMessage("Frames must be text, not binary.")
-    try:
-        data = json.loads(frame)
-    except (ValueError, RecursionError):  # RecursionError: nested thousands deep
-        raise BadMessage("The frame is not JSON.") from None
-    if not isinstance(data, dict):
-        raise BadMessage("The frame must be a JSON object.")
+    """Parse one device frame; raise :exc:`BadMessage` saying what is wrong."""
+    data = parse_object(frame)
     kind = data.get("type")
     if kind == "hello":
         token = data.get("token")
         return Hello(
             # A token that cannot be one is refused as unauthorized, like a wrong one.
-            token=token if isinstance(token, str) and is_unicode(token) else "",
+            token=token if isinstance(token, str) and is_text(token) else "",
             device=_device(data.get("device")),
             takeover=_flag(data, "takeover"),
             queue=_flag(data, "queue"),
@@ -104,6 +95,24 @@ def parse(frame: str | bytes) -> ClientMessage:
     raise BadMessage(f"Unknown message type {str(kind)[:64]!r}.")
 
 
+def parse_object(frame: str | bytes) -> dict[str, Any]:
+    """The JSON object a client's frame holds, on any endpoint; raise
+    :exc:`BadMessage` saying what is wrong (``too_large`` over :data:`MAX_FRAME`)."""
+    if _size(frame) > MAX_FRAME:
+        raise BadMessage(f"Frames are limited to {MAX_FRAME} bytes.", "too_large")
+    if isinstance(frame, bytes):
+        raise BadMessage("Frames must be text, not binary.")
+    try:
+        data = json.loads(frame)
+    except ValueError:
+        raise BadMessage("The frame is not JSON.") from None
+    except RecursionError:  # arrays or objects nested thousands deep
+        raise BadMessage("The frame's JSON nests too deep.") from None
+    if not isinstance(data, dict):
+        raise BadMessage("The frame must be a JSON object.")
+    return data
+
+
 def _size(frame: str | bytes) -> int:
     if isinstance(frame, bytes) or len(frame) <= MAX_FRAME // 4:  # no character is over 4 bytes
         return len(frame)
@@ -114,18 +123,19 @@ def _text(data: dict[str, Any], key: str, shortest: int, longest: int) -> str:
     value = data.get(key)
     if not isinstance(value, str) or not shortest <= len(value) <= longest:
         raise BadMessage(f"{key} must be a string of {shortest} to {longest} characters.")
-    if not is_unicode(value):
-        raise BadMessage(f"{key} holds a lone surrogate (\\ud800-\\udfff), not text.")
+    if not is_text(value):
+        raise BadMessage(f"{key} holds a lone surrogate (\\ud800-\\udfff) or NUL, not text.")
     return value
 
 
-def is_unicode(text: str) -> bool:
-    """Whether ``text`` is real Unicode: JSON escapes can smuggle in lone surrogates."""
+def is_text(text: str) -> bool:
+    """Whether ``text`` can be stored as text: real Unicode (JSON escapes can
+    smuggle in lone surrogates) without NUL (PostgreSQL's text refuses it)."""
     try:
         text.encode()
     except UnicodeEncodeError:
         return False
-    return True
+    return "\x00" not in text
 
 
 def _flag(data: dict[str, Any], key: str) -> bool:

@@ -61,29 +61,40 @@ class DeviceProtocol:
     def open_session(self, link: Link) -> Session:
         return Session(link, self.sessions, self.clock())
 
-    async def hello(self, session: Session, message: wire.Hello) -> bool:
-        """Authenticate a session and log it in; ``False`` if its token was refused."""
+    async def hello(
+        self, session: Session, message: wire.Hello, judged: Callable[[bool], None]
+    ) -> None:
+        """Authenticate a session and log it in.
+
+        ``judged`` is called once the token is judged, with whether it was refused.
+        """
         session.last_seen = started = self.clock()
         try:
             with self.logins.admit(started) as deadline:
-                return await self._hello(session, message, deadline)
+                await self._hello(session, message, deadline, judged)
         except Overloaded as exc:  # before its decision began: it holds nothing
             session.turn_away(wire.error_frame(exc.code, exc.message))
-            return True
         finally:
             METRICS.login_seconds.observe(self.clock() - started)
 
-    async def _hello(self, session: Session, message: wire.Hello, deadline: float | None) -> bool:
+    async def _hello(
+        self,
+        session: Session,
+        message: wire.Hello,
+        deadline: float | None,
+        judged: Callable[[bool], None],
+    ) -> None:
         arrived = session.last_seen
         async with self.store.transaction(deadline=deadline) as tx:
             grant = await tx.token(hash_token(message.token))
             user = None
             if grant is not None and grant.role == "user" and grant.domain_id and grant.user_id:
                 user = await tx.user(grant.domain_id, grant.user_id)
+        judged(user is None)
         if user is None:
             text = "The token is missing or not valid."
             session.refuse_login(4401, wire.error_frame("unauthorized", text))
-            return False
+            return
         if user.license.model == "none":
             text = "Your user has no license to log in."
             session.refuse_login(4403, wire.error_frame("no_license", text))
@@ -98,7 +109,6 @@ class DeviceProtocol:
                     raise
                 except StorageError as exc:
                     await session.error(exc.code, exc.message)
-        return True
 
     async def acquire(self, session: Session, takeover: bool, queue: bool) -> None:
         """Log in again on a session holding nothing; it stays open whatever the answer."""

@@ -16,7 +16,7 @@ from ..admin import Admin
 from ..core.model import PLANS, Domain, License, Pool
 from ..errors import BadRequest
 from ..storage import TokenGrant
-from ..wire import is_unicode
+from ..wire import is_text
 from .guard import authenticated
 
 ID = re.compile(r"[a-z0-9][a-z0-9-]{0,62}")
@@ -31,6 +31,10 @@ def _endpoint(handler: Handler) -> Callable[[Request], Awaitable[Response]]:
     async def endpoint(request: Request) -> Response:
         admin: Admin = request.app.state.admin
         who = await authenticated_request(request, lambda: admin.authenticate(bearer(request)))
+        # Every id in a path (domain, pool, user, lease) has the form of ids.
+        for field, value in request.path_params.items():
+            if not ID.fullmatch(value):
+                raise BadRequest(field, f"{field} must match [a-z0-9][a-z0-9-]{{0,62}}.")
         return await handler(request, admin, who)
 
     return endpoint
@@ -39,7 +43,7 @@ def _endpoint(handler: Handler) -> Callable[[Request], Awaitable[Response]]:
 async def authenticated_request(request: Request, authenticate: Callable[[], Awaitable[T]]) -> T:
     client = request.client
     address = client.host if client else "unknown"
-    return await authenticated(request.app.state.guard, address, authenticate)
+    return await authenticated(request.app.state.gate, address, authenticate)
 
 
 def bearer(request: Request) -> str | None:
@@ -66,7 +70,7 @@ def _id(body: dict[str, Any], field: str = "id") -> str:
 
 def _name(body: dict[str, Any], field: str = "name") -> str:
     value = body.get(field)
-    if not isinstance(value, str) or not 1 <= len(value.strip()) <= 200 or not is_unicode(value):
+    if not isinstance(value, str) or not 1 <= len(value.strip()) <= 200 or not is_text(value):
         raise BadRequest(field, f"{field} must be text of 1 to 200 characters.")
     return value.strip()
 
@@ -190,7 +194,7 @@ async def create_user(request: Request, admin: Admin, who: TokenGrant) -> Respon
         not isinstance(email, str)
         or len(email) > 254
         or not EMAIL.fullmatch(email)
-        or not is_unicode(email)
+        or not is_text(email)
     ):
         raise BadRequest("email", "email must be an e-mail address.")
     user = await admin.create_user(
@@ -229,16 +233,15 @@ async def release_lease(request: Request, admin: Admin, who: TokenGrant) -> Resp
 
 
 async def events(request: Request, admin: Admin, who: TokenGrant) -> Response:
-    query = request.query_params
-    after = _query_int(query.get("after"), "after", 0, 2**62)
-    limit = _query_int(query.get("limit"), "limit", 100, 1000, lowest=1)
+    after = _query_int(request, "after", 0, 2**62)
+    limit = _query_int(request, "limit", 100, 1000, lowest=1)
     found = await admin.events(who, request.path_params["domain"], after, limit)
     return _json([views.event_view(e) for e in found])
 
 
 async def usage(request: Request, admin: Admin, who: TokenGrant) -> Response:
-    start = _query_time(request.query_params.get("from"), "from") or 0.0
-    end = _query_time(request.query_params.get("to"), "to")
+    start = _query_time(request, "from") or 0.0
+    end = _query_time(request, "to")
     report = await admin.usage(who, request.path_params["domain"], start, end)
     rows = [views.usage_view(pool) for pool in report]
     if "text/csv" in request.headers.get("accept", ""):
@@ -246,20 +249,39 @@ async def usage(request: Request, admin: Admin, who: TokenGrant) -> Response:
     return _json(rows)
 
 
-def _query_time(text: str | None, field: str) -> float | None:
-    if not text:
+def _query(request: Request, field: str) -> str | None:
+    """The query parameter ``field``; absent or empty is ``None``, given twice is refused."""
+    values = request.query_params.getlist(field)
+    if len(values) > 1:
+        raise BadRequest(field, f"{field} may be given once.")
+    return values[0] if values and values[0] else None
+
+
+def _query_time(request: Request, field: str) -> float | None:
+    text = _query(request, field)
+    if text is None:
         return None
     try:
-        at = datetime.fromisoformat(text)
+        at: datetime | None = datetime.fromisoformat(text)
     except ValueError:
-        raise BadRequest(field, f"{field} must be an ISO 8601 time.") from None
+        at = None
+    # Python 3.11's fromisoformat takes a time followed by a NUL.
+    if at is None or not (text.isascii() and text.isprintable()):
+        raise BadRequest(field, f"{field} must be an ISO 8601 time.")
     return (at if at.tzinfo else at.replace(tzinfo=UTC)).timestamp()
 
 
-def _query_int(text: str | None, field: str, default: int, highest: int, lowest: int = 0) -> int:
-    if text is None or text == "":
+def _query_int(request: Request, field: str, default: int, highest: int, lowest: int = 0) -> int:
+    text = _query(request, field)
+    if text is None:
         return default
-    if not text.isdigit() or not lowest <= int(text) <= highest:
+    # str.isdigit() and int() take other scripts' digits too (², ١), and int()
+    # refuses thousands of digits with ValueError: ASCII digits, few of them.
+    if (
+        not (text.isascii() and text.isdigit())
+        or len(text) > len(str(highest))
+        or not lowest <= int(text) <= highest
+    ):
         raise BadRequest(field, f"{field} must be a whole number from {lowest} to {highest}.")
     return int(text)
 

@@ -27,7 +27,7 @@ from ..storage import store_for_url
 from ..wallboard import Wallboards
 from . import api
 from .device import DeviceEndpoint
-from .guard import Guard
+from .guard import Gate, Guard, LocalGate
 from .link import Endpoint
 from .wallboard import WallboardEndpoint
 
@@ -47,16 +47,24 @@ class App:
         await self.starlette(scope, receive, send)
 
 
-def create_app(config: Config) -> App:
-    """The server for ``config``; its lifespan opens the store and the node."""
+def create_app(config: Config, gate: Gate | None = None) -> App:
+    """The server for ``config``; its lifespan opens the store and the node.
+
+    ``gate``: the per-address limits, if kept elsewhere (``--workers``);
+    by default the app keeps its own."""
     store = store_for_url(config.database, uuid.uuid4().hex)
     node = Node(store, config)
     admin = Admin(store, config.admin_token)
     wallboards = Wallboards(store)
     node.watchers.append(wallboards)
 
+    if gate is None:
+        guard = Guard(config.max_connections_per_address, config.auth_failures_per_minute)
+        gate = LocalGate(guard)
+
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        await gate.start()
         await node.start()
         try:
             token = await admin.ensure_server_token()
@@ -65,8 +73,8 @@ def create_app(config: Config) -> App:
             yield
         finally:
             await node.stop()
+            await gate.stop()
 
-    guard = Guard(config.max_connections_per_address, config.auth_failures_per_minute)
     app = Starlette(
         routes=[
             Route("/healthz", healthz),
@@ -80,10 +88,10 @@ def create_app(config: Config) -> App:
     app.state.config = config
     app.state.node = node
     app.state.admin = admin
-    app.state.guard = guard
+    app.state.gate = gate
     endpoints: dict[str, Endpoint] = {
-        "/ws/device": DeviceEndpoint(node.protocol, guard),
-        "/ws/wallboard": WallboardEndpoint(admin, wallboards, guard, config.hello_timeout),
+        "/ws/device": DeviceEndpoint(node.protocol, gate),
+        "/ws/wallboard": WallboardEndpoint(admin, wallboards, gate, config.hello_timeout),
     }
     return App(app, endpoints, node)
 

@@ -14,7 +14,7 @@ from .. import wire
 from ..errors import StorageError
 from ..node.protocol import DeviceProtocol
 from ..node.session import Session
-from .guard import TOO_MANY_CONNECTIONS, Guard, counted
+from .guard import TOO_MANY_CONNECTIONS, TOO_MANY_FAILURES, Gate, counted
 from .link import Link
 
 RATE_LIMIT = 50  # messages in one second
@@ -49,18 +49,18 @@ class _Limits:
 class DeviceEndpoint:
     """``/ws/device``: a device session for each connection."""
 
-    def __init__(self, protocol: DeviceProtocol, guard: Guard) -> None:
+    def __init__(self, protocol: DeviceProtocol, gate: Gate) -> None:
         self.protocol = protocol
-        self.guard = guard
+        self.gate = gate
 
     async def __call__(self, link: Link) -> None:
         protocol = self.protocol
         session = protocol.open_session(link)
         address = link.address
-        with counted(self.guard, address) as allowed:
+        async with counted(self.gate, address) as allowed:
             try:
                 if allowed:
-                    await _serve(link, protocol, session, self.guard, address)
+                    await _serve(link, protocol, session, self.gate, address)
                 else:
                     _close(link, 4429, "rate_limited", TOO_MANY_CONNECTIONS)
             except asyncio.CancelledError:
@@ -79,7 +79,7 @@ def _close(link: Link, close_code: int, code: str, text: str) -> None:
 
 
 async def _serve(
-    link: Link, protocol: DeviceProtocol, session: Session, guard: Guard, address: str
+    link: Link, protocol: DeviceProtocol, session: Session, gate: Gate, address: str
 ) -> None:
     limits = _Limits()
     deadline = time.monotonic() + protocol.config.hello_timeout
@@ -104,11 +104,8 @@ async def _serve(
                 await protocol.handle(session, message)
             elif not isinstance(message, wire.Hello):
                 await session.error("not_logged_in", "Say hello first.")
-            elif guard.blocked(address):
-                text = "Too many failed authentications from your address; wait a minute."
-                _close(link, 4429, "rate_limited", text)
-            elif not await protocol.hello(session, message):
-                guard.failed(address)  # the token was refused
+            else:
+                await _hello(link, protocol, session, message, gate, address)
         except StorageError as exc:
             # The database is out of reach: say so, and let the device come back.
             _close(link, 1011, exc.code, exc.message)
@@ -119,3 +116,33 @@ async def _serve(
                 _close(link, 4400, exc.code, exc.message)
             else:
                 await session.error(exc.code, exc.message)
+
+
+async def _hello(
+    link: Link,
+    protocol: DeviceProtocol,
+    session: Session,
+    hello: wire.Hello,
+    gate: Gate,
+    address: str,
+) -> None:
+    """Log in, unless the address failed to authenticate too often.
+
+    The address's turn is held while the token is judged, not while the login
+    is decided.
+    """
+    if not await gate.admit(address):
+        _close(link, 4429, "rate_limited", TOO_MANY_FAILURES)
+        return
+    judged = False
+
+    def judge(failed: bool) -> None:
+        nonlocal judged
+        judged = True
+        gate.judged(address, failed)
+
+    try:
+        await protocol.hello(session, hello, judge)
+    finally:
+        if not judged:  # the token was never looked up: nothing to hold against it
+            gate.judged(address, failed=False)

@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-import json
-from typing import Any
 
 from .. import wire
 from ..admin import Admin
 from ..errors import PresenceError
 from ..wallboard import Board, Wallboards
-from .guard import TOO_MANY_CONNECTIONS, Guard, authenticated, counted
+from .guard import TOO_MANY_CONNECTIONS, Gate, authenticated, counted
 from .link import Link
 
 CLOSE_CODES = {401: 4401, 403: 4403, 404: 4404, 429: 4429}
@@ -19,16 +17,14 @@ CLOSE_CODES = {401: 4401, 403: 4403, 404: 4404, 429: 4429}
 class WallboardEndpoint:
     """``/ws/wallboard``: a board for each connection, once its ``hello`` authenticates."""
 
-    def __init__(
-        self, admin: Admin, boards: Wallboards, guard: Guard, hello_timeout: float
-    ) -> None:
+    def __init__(self, admin: Admin, boards: Wallboards, gate: Gate, hello_timeout: float) -> None:
         self.admin = admin
         self.boards = boards
-        self.guard = guard
+        self.gate = gate
         self.hello_timeout = hello_timeout
 
     async def __call__(self, link: Link) -> None:
-        with counted(self.guard, link.address) as allowed:
+        async with counted(self.gate, link.address) as allowed:
             try:
                 if not allowed:
                     raise _Refused("rate_limited", TOO_MANY_CONNECTIONS, 4429)
@@ -43,12 +39,15 @@ class WallboardEndpoint:
         board: Board | None = None
         try:
             try:
-                hello = _object(await asyncio.wait_for(link.receive(), self.hello_timeout))
+                frame = await asyncio.wait_for(link.receive(), self.hello_timeout)
+                if frame is None:
+                    return
+                hello = wire.parse_object(frame)
                 if hello.get("type") != "hello":
                     raise wire.BadMessage("Send hello {token} first.")
                 token = str(hello.get("token") or "")
                 who = await authenticated(
-                    self.guard, link.address, lambda: admin.authenticate(token)
+                    self.gate, link.address, lambda: admin.authenticate(token)
                 )
                 board = Board(link, str(hello.get("domain") or who.domain_id or ""))
                 # Changes from here until the snapshot is sent wait in the board's backlog.
@@ -57,13 +56,14 @@ class WallboardEndpoint:
             except TimeoutError:
                 raise _Refused("hello_timeout", "Send hello {token} first.", 4408) from None
             except wire.BadMessage as exc:
-                raise _Refused(exc.code, exc.message, 4400) from None
+                close_code = 1009 if exc.code == "too_large" else 4400
+                raise _Refused(exc.code, exc.message, close_code) from None
             except PresenceError as exc:
                 raise _Refused(exc.code, exc.message, CLOSE_CODES.get(exc.status, 4400)) from None
             self.boards.start(board, snapshot)
             while (frame := await link.receive()) is not None:
                 try:
-                    if _object(frame).get("type") == "ping":
+                    if wire.parse_object(frame).get("type") == "ping":
                         await link.send(wire.encode({"type": "pong"}))
                 except wire.BadMessage:
                     pass  # a board has nothing else to say; ignore what it cannot
@@ -76,13 +76,3 @@ class _Refused(Exception):
     def __init__(self, code: str, message: str, close_code: int) -> None:
         super().__init__(message)
         self.code, self.message, self.close_code = code, message, close_code
-
-
-def _object(frame: str | bytes | None) -> dict[str, Any]:
-    try:
-        data = json.loads(frame) if isinstance(frame, str) else None
-    except ValueError:
-        data = None
-    if not isinstance(data, dict):
-        raise wire.BadMessage("Frames are JSON objects.")
-    return data

@@ -38,8 +38,12 @@ async def keeping(node: Node) -> AsyncIterator[None]:
 
 async def logged_in(node: Node, token: str, device: str) -> Session:
     session = node.protocol.open_session(Recorder())
-    await node.protocol.hello(session, wire.Hello(token, Device(device, "desktop")))
+    await node.protocol.hello(session, wire.Hello(token, Device(device, "desktop")), judged)
     return session
+
+
+def judged(failed: bool) -> None:
+    assert not failed
 
 
 async def beat(session: Session) -> None:
@@ -89,7 +93,7 @@ async def test_a_seat_granted_to_a_session_gone_meanwhile_is_freed(tmp_path: Pat
         holder = await logged_in(node, await accounts.seat_token(), "pc-1")
         waiter = node.protocol.open_session(Recorder())
         hello = wire.Hello(await accounts.seat_token(), Device("pc-2", "desktop"), queue=True)
-        await node.protocol.hello(waiter, hello)
+        await node.protocol.hello(waiter, hello, judged)
         assert waiter.phase is Phase.WAITING
         # The waiter's connection drops as the holder logs out: the seat goes to
         # the waiter in the logout's transaction, and its end frees it again.

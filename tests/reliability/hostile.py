@@ -387,8 +387,9 @@ class Connection:
     bad: int = 0  # bad_message answers so far (all within a minute)
 
 
-def _is_surrogate_free(text: str) -> bool:
-    return not any("\ud800" <= ch <= "\udfff" for ch in text)
+def _is_text(text: str) -> bool:
+    """Without lone surrogates or NUL, which the server may refuse in any text."""
+    return not any("\ud800" <= ch <= "\udfff" or ch == "\x00" for ch in text)
 
 
 def _plain(text: Any, longest: int) -> bool | None:
@@ -460,7 +461,7 @@ def _fields(message: dict[str, Any]) -> bool | None:
     if kind == "heartbeat":
         seq = message.get("seq")
         if "seq" not in message or (isinstance(seq, int | str) and not isinstance(seq, bool)):
-            good = True if not isinstance(seq, str) or _is_surrogate_free(seq) else None
+            good = True if not isinstance(seq, str) or _is_text(seq) else None
             return _worst(good, extra)
         return _worst(None, extra)  # a seq of another type: echo it or refuse it
     if kind in ("call_start", "call_end"):
@@ -497,7 +498,7 @@ def acceptable(frame: Frame, connection: Connection, tokens: Tokens) -> set[str]
         return {"error:bad_message"}
     verdict = _fields(value)
     if value["type"] == "hello" and verdict is not False:
-        token_good = isinstance(value.get("token"), str) and _is_surrogate_free(value["token"])
+        token_good = isinstance(value.get("token"), str) and _is_text(value["token"])
         verdict = _worst(verdict, True if token_good else None)
     bad = {"error:bad_message"}
     if connection.model is None:

@@ -36,12 +36,17 @@ class Answer:
 
 
 async def wallboard_hello(server: Server, token: str) -> Answer:
+    return await wallboard_answer(server, json.dumps({"type": "hello", "token": token}))
+
+
+async def wallboard_answer(server: Server, first: str) -> Answer:
+    """What a wallboard stream answers to `first`, its first frame."""
     url = server.base_url.replace("http://", "ws://", 1) + "/ws/wallboard"
     messages: list[dict[str, object]] = []
     async with connect(url, proxy=None, compression=None, ping_interval=None) as board:
         # Refused over the cap, the board may be closed before it says hello.
         with contextlib.suppress(ConnectionClosed):
-            await board.send(json.dumps({"type": "hello", "token": token}))
+            await board.send(first)
         try:
             async with asyncio.timeout(WAIT):
                 while True:
@@ -178,3 +183,29 @@ async def test_successes_do_not_count(own_server: StartServer) -> None:
         for _ in range(FAILURES - 1):
             refused(await harness.api("prs_wrong").get(domain.path()), 401, "unauthorized")
         ok(await harness.admin.get(domain.path()))
+
+
+async def test_authentications_sent_at_once_are_judged_up_to_the_brake(
+    own_server: StartServer,
+) -> None:
+    """Guesses sent at once cannot outrun the brake; logins sent at once wait
+    their turn and all pass (tests/cluster/test_workers.py: the same with workers)."""
+    server = own_server("--auth-failures-per-minute", str(FAILURES), lease_ttl=30).server
+    async with Harness(server) as harness:
+        domain = await harness.new_domain()
+        member = await domain.named_user()
+
+        office = await asyncio.gather(*(harness.device() for _ in range(10 * FAILURES)))
+        answers = await asyncio.gather(*(device.login(member.token) for device in office))
+        assert [answer["type"] for answer in answers] == ["welcome"] * len(office)
+
+        guesses = await asyncio.gather(*(harness.device(heartbeats=False) for _ in range(20)))
+        for guess in guesses:
+            await guess.hello("prs_" + uuid.uuid4().hex)
+        answers = await asyncio.gather(*(guess.outcome(WAIT) for guess in guesses))
+        wrong = harness.api("prs_wrong")
+        statuses = await asyncio.gather(*(wrong.get(domain.path()) for _ in range(20)))
+        codes = [answer["code"] for answer in answers]
+        codes += [status.json()["error"]["code"] for status in statuses]
+        assert codes.count("unauthorized") == FAILURES, codes
+        assert codes.count("rate_limited") == 40 - FAILURES, codes

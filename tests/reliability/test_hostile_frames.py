@@ -16,6 +16,7 @@ import httpx
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from server.client import Harness, check_error
 
 from .hostile import (
     MAX_FRAME,
@@ -30,6 +31,7 @@ from .hostile import (
     scenarios,
     text_frame,
 )
+from .test_guard import wallboard_answer, wallboard_hello
 
 if TYPE_CHECKING:
     from conftest import ServerProcess
@@ -165,4 +167,39 @@ def test_invalid_utf8_is_one_log_line_not_a_traceback(
     logged_utf8 = [line for line in lines if "invalid UTF-8" in line]
     assert len(logged_utf8) == 1, lines
     assert logged_utf8[0].endswith("127.0.0.1 sent invalid UTF-8; closed 1007"), lines
+    assert not any("Traceback" in line for line in lines), lines
+
+
+#: Under the 64 KiB frame limit, and far deeper than json.loads recurses.
+NESTED = "[" * 30_000 + "]" * 30_000
+
+
+async def test_deeply_nested_json_is_a_bad_message_on_both_endpoints(
+    fuzzed: tuple[Target, ServerProcess],
+) -> None:
+    """The same deep frame, at the top or in a field, gets the same answer from
+    both endpoints (the wallboard's closes 4400, before authentication), and
+    no traceback; the server carries on."""
+    _, process = fuzzed
+    server = process.server
+    logged = process.stderr.stat().st_size
+    async with Harness(server) as harness:
+        domain = await harness.new_domain()
+        board_token = await domain.token("wallboard")
+        member = await domain.named_user()
+        for frame in (NESTED, '{"type":"hello","token":' + NESTED + "}"):
+            answer = await wallboard_answer(server, frame)
+            assert [m.get("code") for m in answer.messages] == ["bad_message"], answer
+            check_error(answer.messages[0])
+            assert answer.close_code == 4400, answer
+
+            device = await harness.device(heartbeats=False)
+            await device.send_text(frame)
+            await device.expect_error("bad_message")
+            assert (await device.login(member.token))["type"] == "welcome"
+            await device.close()
+        assert (await wallboard_hello(server, board_token)).messages[-1]["type"] == "snapshot"
+    with process.stderr.open("rb") as log:
+        log.seek(logged)
+        lines = log.read().decode(errors="replace").splitlines()
     assert not any("Traceback" in line for line in lines), lines

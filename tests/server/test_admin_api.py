@@ -144,6 +144,37 @@ async def test_unknown_things_are_not_found(harness: Harness) -> None:
     refused(await admin.delete(domain.path("leases", "no-such-lease")), 404, "not_found")
 
 
+#: Path segments that cannot be ids, percent-encoded as they go on the wire:
+#: NUL (which PostgreSQL's text refuses), a Unicode digit, upper case, too long.
+NOT_IDS = ["%00", "a%00b", "%C2%B2", "Acme", "x" * 64, "%E2%80%AE"]
+
+
+@pytest.mark.parametrize("segment", NOT_IDS)
+async def test_an_id_in_a_path_that_cannot_be_one_is_bad_request(
+    harness: Harness, segment: str
+) -> None:
+    admin = harness.admin
+    domain = await harness.new_domain()
+    member = await domain.named_user()
+    pool = await domain.pool(1)
+    for method, path, body, field in [
+        ("GET", f"{DOMAINS}/{segment}", None, "domain"),
+        ("GET", f"{DOMAINS}/{segment}/events", None, "domain"),
+        ("PATCH", domain.path("pools", segment), {"seats": 1}, "pool"),
+        ("DELETE", domain.path("pools", segment), None, "pool"),
+        ("PUT", domain.path("users", segment, "license"), {"model": "none"}, "user"),
+        ("DELETE", domain.path("users", segment), None, "user"),
+        ("POST", domain.path("users", segment, "tokens"), None, "user"),
+        ("DELETE", domain.path("leases", segment), None, "lease_id"),
+    ]:
+        answer = await admin.request(method, path, body)
+        refused(answer, 400, "bad_request", field)
+    # Nothing changed, and the server carries on.
+    assert [u["id"] for u in (await domain.users()).values()] == [member.id]
+    assert (await domain.pools())[pool["id"]]["seats"] == 1
+    ok(await admin.get(domain.path()))
+
+
 # Tokens and roles
 
 
