@@ -59,6 +59,7 @@ class Coordinator:
         self._tasks: list[asyncio.Task[None]] = []
         self._stopping = False
         self._unreleased: list[Session] = []  # closed while the database was away
+        self._revocations = 0  # token revocations heard; see _hello
         self.watchers: list[Watcher] = []
         store.subscribe(self._on_note)
 
@@ -129,19 +130,27 @@ class Coordinator:
             METRICS.login_seconds.observe(self.clock() - started)
 
     async def _hello(self, session: Session, message: wire.Hello) -> bool:
-        async with self.store.transaction() as tx:
-            grant = await tx.token(hash_token(message.token))
-            user = None
-            if grant is not None and grant.role == "user" and grant.domain_id and grant.user_id:
-                user = await tx.user(grant.domain_id, grant.user_id)
+        while True:
+            heard = self._revocations
+            async with self.store.transaction() as tx:
+                grant = await tx.use_token(hash_token(message.token))
+                user = None
+                if grant is not None and grant.role == "user" and grant.domain_id and grant.user_id:
+                    user = await tx.user(grant.domain_id, grant.user_id)
+            # A revocation heard meanwhile may be of this token, and found no
+            # session of it to end: check again.
+            if self._revocations == heard:
+                break
         if user is None:
             session.end(
                 4401,
                 wire.error_frame("unauthorized", "The token is missing or not valid."),
             )
             return False
+        assert grant is not None
         session.user = user
         session.device = message.device
+        session.token_id = grant.token_id
         self.sessions[session.id] = session
         return await self.acquire(session, message.takeover, message.queue)
 
@@ -370,6 +379,10 @@ class Coordinator:
             session = self.sessions.get(note["session"])
             if session is not None:
                 await self._end(session, note["reason"])
+        elif kind == "token_revoked":
+            self._revocations += 1
+            for session in [s for s in self.sessions.values() if s.token_id == note["token"]]:
+                await self._expire(session, seats.TOKEN_REVOKED)
         elif kind == "user":
             for session in list(self.sessions.values()):
                 if session.user is not None and session.user.id == note["user"]:

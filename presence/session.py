@@ -23,6 +23,7 @@ CLOSE_CODES = {
     seats.LICENSE_CHANGED: 4411,
     seats.USER_DELETED: 4411,
     seats.RELEASED_BY_ADMIN: 4412,
+    seats.TOKEN_REVOKED: 4401,
     seats.SERVER_SHUTDOWN: 1001,
 }
 END_MESSAGES = {
@@ -33,6 +34,7 @@ END_MESSAGES = {
     seats.LICENSE_CHANGED: "Your license changed; log in again.",
     seats.USER_DELETED: "Your user was deleted.",
     seats.RELEASED_BY_ADMIN: "An administrator released your seat.",
+    seats.TOKEN_REVOKED: "The token this device logged in with was revoked.",
     seats.SERVER_SHUTDOWN: "The server is shutting down; log in again in a moment.",
 }
 
@@ -57,8 +59,8 @@ class Session:
     """One device connection on this node, from ``hello`` to close."""
 
     __slots__ = (
-        "id", "lease_id", "link", "last_seen", "user", "device", "lease", "pool",
-        "waiting", "ended", "sent_availability", "sent_position",
+        "id", "lease_id", "link", "last_seen", "user", "device", "token_id", "lease",
+        "pool", "waiting", "ended", "sent_availability", "sent_position",
     )  # fmt: skip
 
     def __init__(self, link: Link, now: float) -> None:
@@ -68,6 +70,7 @@ class Session:
         self.last_seen = now
         self.user: User | None = None
         self.device: Device | None = None
+        self.token_id: str | None = None  # of the token it logged in with
         self.lease: Lease | None = None
         self.pool: Pool | None = None
         self.waiting = False

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from urllib.parse import urlsplit
 
-from .base import Note, Store, StoredEvent, TokenGrant, Tx
+from .base import Note, Store, StoredEvent, Token, TokenGrant, Tx
 
-__all__ = ["Note", "Store", "StoredEvent", "TokenGrant", "Tx", "store_for_url"]
+__all__ = ["Note", "Store", "StoredEvent", "Token", "TokenGrant", "Tx", "store_for_url"]
 
 
 def store_for_url(url: str, node_id: str) -> Store:

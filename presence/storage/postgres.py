@@ -36,7 +36,7 @@ from asyncpg.pool import PoolConnectionProxy
 from ..core.model import Domain, Event, Lease, Pool, User, Waiter
 from ..errors import RuleViolation, StorageError
 from . import rows
-from .base import Note, Store, StoredEvent, TokenGrant, Tx
+from .base import LAST_USED_RESOLUTION, Note, Store, StoredEvent, Token, TokenGrant, Tx
 
 logger = logging.getLogger(__name__)
 
@@ -74,6 +74,19 @@ CREATE TABLE IF NOT EXISTS users (
     PRIMARY KEY (domain_id, id), UNIQUE (domain_id, email));
 CREATE TABLE IF NOT EXISTS tokens (
     hash text PRIMARY KEY, role text NOT NULL, domain_id text, user_id text);
+-- Columns added after the first release: a database from before gets them in
+-- place, a new one the same way. The id's default gives every token one, those
+-- from before and those that nodes of an older release still insert.
+ALTER TABLE tokens
+    ADD COLUMN IF NOT EXISTS id text NOT NULL DEFAULT replace(gen_random_uuid()::text, '-', ''),
+    ADD COLUMN IF NOT EXISTS label text,
+    ADD COLUMN IF NOT EXISTS created_at float8,
+    ADD COLUMN IF NOT EXISTS expires_at float8,
+    ADD COLUMN IF NOT EXISTS last_used_at float8;
+CREATE UNIQUE INDEX IF NOT EXISTS tokens_by_id ON tokens (id);
+CREATE INDEX IF NOT EXISTS tokens_by_domain ON tokens (domain_id);
+-- Databases from before marked the generation of a server token with this row.
+DELETE FROM tokens WHERE hash = 'server-token-generated';
 CREATE TABLE IF NOT EXISTS nodes (id text PRIMARY KEY, expires_at float8 NOT NULL);
 CREATE TABLE IF NOT EXISTS leases (
     seq bigint GENERATED ALWAYS AS IDENTITY,
@@ -115,6 +128,19 @@ WHERE dead.id <> $1 AND dead.expires_at < {NOW}
     AND NOT EXISTS (SELECT FROM leases WHERE leases.node_id = dead.id)
     AND NOT EXISTS (SELECT FROM waiters WHERE waiters.node_id = dead.id)
 """
+# One statement: a live token by its hash, its last use written if older than $2 s.
+USE_TOKEN = f"""
+WITH found AS (
+    SELECT {rows.TOKEN_COLUMNS}, {NOW} AS now FROM tokens
+    WHERE hash = $1 AND (expires_at IS NULL OR expires_at > {NOW})),
+used AS (
+    UPDATE tokens SET last_used_at = found.now FROM found
+    WHERE tokens.hash = $1 AND (found.last_used_at IS NULL OR found.last_used_at < found.now - $2))
+SELECT * FROM found
+"""
+# Tokens of the domain $1, or the server's for NULL; unlike IS NOT DISTINCT
+# FROM, it can use the index.
+OF_DOMAIN = "(domain_id = $1 OR ($1::text IS NULL AND domain_id IS NULL))"
 # Rows (leases or waiters, whose ``node_id`` this is) of nodes that stopped
 # renewing themselves, or that were forgotten.
 ORPHANED = f"""
@@ -389,24 +415,34 @@ class PostgresTx(Tx):
         await self._conn.execute(
             "DELETE FROM users WHERE domain_id = $1 AND id = $2", domain_id, user_id
         )
-        await self._conn.execute(
-            "DELETE FROM tokens WHERE domain_id = $1 AND user_id = $2", domain_id, user_id
-        )
 
-    async def insert_token(self, token_hash: str, grant: TokenGrant) -> None:
+    async def insert_token(self, token_hash: str, token: Token) -> None:
         await self._conn.execute(
-            "INSERT INTO tokens (hash, role, domain_id, user_id) VALUES ($1, $2, $3, $4)",
+            f"INSERT INTO tokens (hash, {rows.TOKEN_COLUMNS}) "
+            "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
             token_hash,
-            grant.role,
-            grant.domain_id,
-            grant.user_id,
+            *rows.token_values(token),
         )
 
-    async def token(self, token_hash: str) -> TokenGrant | None:
-        row = await self._conn.fetchrow(
-            "SELECT role, domain_id, user_id FROM tokens WHERE hash = $1", token_hash
+    async def use_token(self, token_hash: str) -> TokenGrant | None:
+        row = await self._conn.fetchrow(USE_TOKEN, token_hash, LAST_USED_RESOLUTION)
+        return rows.token(row).grant if row else None
+
+    async def tokens(self, domain_id: str | None) -> list[Token]:
+        found = await self._conn.fetch(
+            f"SELECT {rows.TOKEN_COLUMNS} FROM tokens WHERE {OF_DOMAIN} "
+            "ORDER BY created_at NULLS FIRST, id",
+            domain_id,
         )
-        return TokenGrant(row["role"], row["domain_id"], row["user_id"]) if row else None
+        return [rows.token(row) for row in found]
+
+    async def delete_token(self, domain_id: str | None, token_id: str) -> Token | None:
+        row = await self._conn.fetchrow(
+            f"DELETE FROM tokens WHERE id = $2 AND {OF_DOMAIN} RETURNING {rows.TOKEN_COLUMNS}",
+            domain_id,
+            token_id,
+        )
+        return rows.token(row) if row else None
 
     async def leases(
         self, domain_id: str, *, pool: str | None = None, user_id: str | None = None
