@@ -15,10 +15,10 @@ from typing import Any
 
 from . import leases, notes
 from .core import rules, seats
-from .core.model import Domain, Lease, License, Pool, User
+from .core.model import Domain, Event, Lease, License, Pool, User
 from .core.usage import PoolUsage, usage
 from .errors import Forbidden, NotFound, RuleViolation, Unauthorized
-from .storage import Store, StoredEvent, TokenGrant, Tx
+from .storage import Store, StoredEvent, Token, TokenGrant, Tx
 from .tokens import hash_token, new_token
 
 SERVER = TokenGrant("server")
@@ -43,27 +43,40 @@ class Admin:
         self._admin_token = admin_token
 
     async def ensure_server_token(self) -> str | None:
-        """Create the server admin token at first start; return it to print once."""
-        if self._admin_token is not None:
-            return None
-        # Nodes starting together on an empty database take turns here.
-        async with self.store.transaction(_SERVER_MARK) as tx:
-            if await tx.token(_SERVER_MARK) is not None:
+        """Bring the stored server admin tokens in line with the configuration;
+        return a token generated now, to print once.
+
+        With a configured token, tokens generated at earlier starts are revoked.
+        Without one, a token is generated if none is stored (at first start,
+        and at the first start after a configured token was dropped).
+        """
+        # Nodes starting together take turns here.
+        async with self.store.transaction(_SERVER_TOKENS) as tx:
+            stored = await tx.tokens(None)
+            if self._admin_token is not None:
+                for token in stored:
+                    await tx.delete_token(None, token.id)
                 return None
-            token = new_token()
-            await tx.insert_token(hash_token(token), SERVER)
-            await tx.insert_token(_SERVER_MARK, SERVER)
-            return token
+            if stored:
+                return None
+            secret = new_token()
+            token = Token(uuid.uuid4().hex, "server", None, None, None, await tx.now())
+            await tx.insert_token(hash_token(secret), token)
+            return secret
 
     async def authenticate(self, token: str | None) -> TokenGrant:
+        """What a bearer token allows; :exc:`Unauthorized` for a token that is
+        unknown, expired or revoked."""
         if token:
             if self._admin_token is not None and hmac.compare_digest(
                 token.encode(), self._admin_token.encode()
             ):
                 return SERVER
             async with self.store.transaction() as tx:
-                grant = await tx.token(hash_token(token))
-            if grant is not None:
+                grant = await tx.use_token(hash_token(token))
+            # A generated server token stays valid only while none is configured
+            # (another node may not have revoked it yet).
+            if grant is not None and (grant.role != "server" or self._admin_token is None):
                 return grant
         raise Unauthorized("A valid bearer token is required.")
 
@@ -93,15 +106,43 @@ class Admin:
             return changed
 
     async def create_token(
-        self, who: TokenGrant, domain_id: str, role: str, user_id: str | None = None
-    ) -> str:
+        self,
+        who: TokenGrant,
+        domain_id: str,
+        role: str,
+        user_id: str | None = None,
+        *,
+        label: str | None = None,
+        expires_in: int | None = None,
+    ) -> tuple[Token, str]:
+        """A new token of the domain (of one of its users, for ``user_id``),
+        valid for ``expires_in`` seconds or until revoked; returns it with the
+        secret, which is shown this once."""
         async with self.store.transaction(domain_id) as tx:
             await _domain(tx, who, domain_id, "admin")
             if user_id is not None and await tx.user(domain_id, user_id) is None:
                 raise NotFound(f"There is no user {user_id!r}.")
-            token = new_token()
-            await tx.insert_token(hash_token(token), TokenGrant(role, domain_id, user_id))
-            return token
+            now = await tx.now()
+            expires_at = None if expires_in is None else now + expires_in
+            token = Token(uuid.uuid4().hex, role, domain_id, user_id, label, now, expires_at)
+            secret = new_token()
+            await tx.insert_token(hash_token(secret), token)
+            return token, secret
+
+    async def tokens(self, who: TokenGrant, domain_id: str) -> list[Token]:
+        """The domain's tokens, user tokens and expired ones included, oldest first."""
+        async with self.store.transaction(domain_id) as tx:
+            await _domain(tx, who, domain_id, "admin")
+            return await tx.tokens(domain_id)
+
+    async def revoke_token(self, who: TokenGrant, domain_id: str, token_id: str) -> None:
+        """Revoke a token: every node ends the sessions and wallboards opened with it."""
+        async with self.store.transaction(domain_id) as tx:
+            await _domain(tx, who, domain_id, "admin")
+            token = await tx.delete_token(domain_id, token_id)
+            if token is None:
+                raise NotFound(f"There is no token {token_id!r}.")
+            await _revoked(tx, token, await tx.now())
 
     # Pools.
 
@@ -195,7 +236,12 @@ class Admin:
         async with self.store.transaction(domain_id) as tx:
             await _domain(tx, who, domain_id, "admin")
             user = await _user(tx, domain_id, user_id)
-            await leases.end_user(tx, user, seats.USER_DELETED, await tx.now())
+            now = await tx.now()
+            await leases.end_user(tx, user, seats.USER_DELETED, now)
+            for token in await tx.tokens(domain_id):
+                if token.user_id == user_id:
+                    await tx.delete_token(domain_id, token.id)
+                    await _revoked(tx, token, now)
             await tx.delete_user(domain_id, user_id)
 
     # Presence.
@@ -237,8 +283,17 @@ class Admin:
             return usage(await tx.pools(domain_id), events, start, max(start, end))
 
 
-# A row in the token table saying that a server token was generated once.
-_SERVER_MARK = "server-token-generated"
+# The lock that starting nodes take turns at for the server tokens: no
+# domain's, as no domain id has a space.
+_SERVER_TOKENS = "server tokens"
+
+
+async def _revoked(tx: Tx, token: Token, now: float) -> None:
+    """Log a token's revocation, and have every node end what was opened with it."""
+    assert token.domain_id is not None
+    event = Event("token_revoked", now, token.domain_id, token.user_id or "", "")
+    await leases.commit(tx, token.domain_id, seats.Decisions(events=[event]))
+    tx.notify(notes.TokenRevoked(token.domain_id, token.id))
 
 
 def _server_only(who: TokenGrant) -> None:

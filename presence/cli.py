@@ -23,7 +23,7 @@ from typing import Any
 import uvicorn
 
 from . import demo, workers
-from .config import Config
+from .config import Config, secret_from_file
 from .node import Node
 from .web.app import create_app
 from .web.guard import Gate
@@ -81,9 +81,10 @@ class _Server(uvicorn.Server):
 
 
 def _parser(defaults: Config) -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="presence", description=__doc__)
+    # No abbreviations: the removed --admin-token must not pass for --admin-token-file.
+    parser = argparse.ArgumentParser(prog="presence", description=__doc__, allow_abbrev=False)
     commands = parser.add_subparsers(dest="command", required=True)
-    serve = commands.add_parser("serve", help="run a server node")
+    serve = commands.add_parser("serve", help="run a server node", allow_abbrev=False)
     serve.add_argument(
         "--database",
         default=defaults.database,
@@ -92,9 +93,9 @@ def _parser(defaults: Config) -> argparse.ArgumentParser:
     serve.add_argument("--host", default=defaults.host, help="PRESENCE_HOST")
     serve.add_argument("--port", type=int, default=defaults.port, help="PRESENCE_PORT or PORT")
     serve.add_argument(
-        "--admin-token",
-        default=defaults.admin_token,
-        help="server admin token (PRESENCE_ADMIN_TOKEN)",
+        "--admin-token-file",
+        metavar="PATH",
+        help="read the server admin token from this file (else PRESENCE_ADMIN_TOKEN)",
     )
     serve.add_argument(
         "--heartbeat-interval",
@@ -137,12 +138,14 @@ def _parser(defaults: Config) -> argparse.ArgumentParser:
         default=1,
         help="run N nodes in N processes on one port (postgresql:// only)",
     )
-    simulate = commands.add_parser("simulate", help="run simulated devices against a server")
+    simulate = commands.add_parser(
+        "simulate", help="run simulated devices against a server", allow_abbrev=False
+    )
     simulate.add_argument("--url", default="http://127.0.0.1:8000", help="the server's base URL")
     simulate.add_argument(
-        "--admin-token",
-        default=defaults.admin_token,
-        help="server admin token (PRESENCE_ADMIN_TOKEN)",
+        "--admin-token-file",
+        metavar="PATH",
+        help="read the server admin token from this file (else PRESENCE_ADMIN_TOKEN)",
     )
     simulate.add_argument("--domain", default="demo", help="domain to use, created if missing")
     simulate.add_argument(
@@ -154,10 +157,16 @@ def _parser(defaults: Config) -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> None:
     defaults = Config.from_env(os.environ)
     args = _parser(defaults).parse_args(argv)
+    admin_token = defaults.admin_token
+    if args.admin_token_file is not None:
+        try:
+            admin_token = secret_from_file(args.admin_token_file)
+        except ValueError as exc:
+            sys.exit(f"presence {args.command}: --admin-token-file: {exc}")
     if args.command == "simulate":
-        _simulate(args)
+        _simulate(args, admin_token)
     else:
-        _serve(args, defaults)
+        _serve(args, replace(defaults, admin_token=admin_token))
 
 
 def _serve(args: argparse.Namespace, defaults: Config) -> None:
@@ -166,7 +175,6 @@ def _serve(args: argparse.Namespace, defaults: Config) -> None:
         database=args.database,
         host=args.host,
         port=args.port,
-        admin_token=args.admin_token or None,
         heartbeat_interval=args.heartbeat_interval,
         lease_ttl=args.lease_ttl,
         allowed_origins=tuple(o.strip() for o in args.allowed_origins.split(",") if o.strip()),
@@ -177,7 +185,8 @@ def _serve(args: argparse.Namespace, defaults: Config) -> None:
         sys.exit("presence: --lease-ttl and --heartbeat-interval must be positive")
     background: Background | None = None
     if args.demo:
-        # The demo needs the admin token; a generated one is stored hashed, so make our own.
+        # The demo needs the admin token; a generated one is stored hashed, so make our
+        # own, for this run. Configured like any other, it revokes a generated one.
         token = config.admin_token or secrets.token_urlsafe(24)
         if config.admin_token is None:
             print(f"Demo server admin token (this run only): {token}", flush=True)
@@ -229,12 +238,12 @@ def _local_url(host: str, port: int) -> str:
     return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
 
 
-def _simulate(args: argparse.Namespace) -> None:
-    if not args.admin_token:
-        sys.exit("presence simulate: give --admin-token or set PRESENCE_ADMIN_TOKEN")
+def _simulate(args: argparse.Namespace, admin_token: str | None) -> None:
+    if admin_token is None:
+        sys.exit("presence simulate: give --admin-token-file or set PRESENCE_ADMIN_TOKEN")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     try:
-        asyncio.run(_run_simulation(args.url, args.admin_token, args.domain, args.seconds))
+        asyncio.run(_run_simulation(args.url, admin_token, args.domain, args.seconds))
     except (demo.ApiError, urllib.error.URLError) as exc:
         sys.exit(f"presence simulate: {exc}")
 

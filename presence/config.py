@@ -1,4 +1,10 @@
-"""Server configuration: environment variables, each also a flag of ``serve``."""
+"""Server configuration: environment variables, each but the admin token also
+a flag of ``serve``.
+
+No secret is taken from a flag, which every user of the machine can read in
+the process list: the server admin token comes from ``PRESENCE_ADMIN_TOKEN``
+or from a file (:func:`secret_from_file`).
+"""
 
 from __future__ import annotations
 
@@ -40,3 +46,23 @@ class Config:
             ),
             auth_failures_per_minute=int(env.get("PRESENCE_AUTH_FAILURES_PER_MINUTE", "10")),
         )
+
+
+def secret_from_file(path: str) -> str:
+    """The secret a file holds, without its trailing newline.
+
+    Raises :exc:`ValueError`, with a message for the operator, if the file
+    cannot be read, is empty, or holds more than one line.
+    """
+    try:
+        with open(path, encoding="utf-8") as file:
+            secret = file.read().rstrip("\r\n")
+    except OSError as exc:
+        raise ValueError(f"cannot read {path}: {exc.strerror}") from None
+    except UnicodeDecodeError:
+        raise ValueError(f"{path} is not UTF-8 text") from None
+    if not secret:
+        raise ValueError(f"{path} is empty")
+    if "\n" in secret or "\r" in secret:
+        raise ValueError(f"{path} holds more than one line; put the secret alone on one line")
+    return secret

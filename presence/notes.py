@@ -79,6 +79,15 @@ class EventsLogged:
 
 
 @dataclass(frozen=True, slots=True)
+class TokenRevoked:
+    """A token was revoked: every session and wallboard opened with it ends."""
+
+    kind: ClassVar[str] = "token_revoked"
+    domain: str
+    token: str
+
+
+@dataclass(frozen=True, slots=True)
 class Resync:
     """Notes may have been missed (the bus was lost): read the state again."""
 
@@ -92,14 +101,16 @@ Note = (
     | UserEnded
     | QueueGranted
     | QueueRefused
-    | (EventsLogged | Resync)
+    | EventsLogged
+    | TokenRevoked
+    | Resync
 )
 
 _TYPES: dict[str, type[Note]] = {
     cls.kind: cls
     for cls in (
         PoolChanged, NamedChanged, LeaseEnded, UserEnded, QueueGranted, QueueRefused,
-        EventsLogged, Resync,
+        EventsLogged, TokenRevoked, Resync,
     )
 }  # fmt: skip
 _FIELDS = {kind: tuple(f.name for f in fields(cls)) for kind, cls in _TYPES.items()}

@@ -13,7 +13,7 @@ from typing import Any
 from .core.model import Domain, Lease, License, Pool, User
 from .core.seats import PoolBook
 from .core.usage import PoolUsage
-from .storage import StoredEvent
+from .storage import StoredEvent, Token
 from .wire import iso
 
 JSON = dict[str, Any]
@@ -99,6 +99,35 @@ def presence_view(domain_id: str, books: list[PoolBook], named: list[Lease]) -> 
         "domain": domain_id,
         "pools": [pool_presence_view(book) for book in books],
         "named": named_view(named),
+    }
+
+
+def _time(at: float | None) -> str | None:
+    return None if at is None else iso(at)
+
+
+def token_view(t: Token) -> JSON:
+    """A token as listed: never its secret."""
+    return {
+        "id": t.id,
+        "role": t.role,
+        "label": t.label,
+        "user_id": t.user_id,
+        "created_at": _time(t.created_at),
+        "expires_at": _time(t.expires_at),
+        "last_used_at": _time(t.last_used_at),
+    }
+
+
+def created_token_view(t: Token, secret: str) -> JSON:
+    """A token just created, with its secret: the only answer that shows it."""
+    return {
+        "id": t.id,
+        "token": secret,
+        "role": t.role,
+        "label": t.label,
+        "created_at": _time(t.created_at),
+        "expires_at": _time(t.expires_at),
     }
 
 

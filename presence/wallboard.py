@@ -11,7 +11,10 @@ then it receives, as JSON text frames:
 - ``named {user, devices}``: one named user's devices (none: logged out);
 - ``event {event}``: a new event of the log; events here also carry
   ``user {id, name}``;
-- ``pong``: the answer to a ``ping`` the board may send to check the line.
+- ``pong``: the answer to a ``ping`` the board may send to check the line;
+- ``error {code, message, retryable}`` just before the server closes the
+  board: its ``hello`` was refused (4401 for a bad token), or its token was
+  revoked (``unauthorized``, 4401).
 
 Each change is encoded once and sent to every board of the domain.
 """
@@ -30,13 +33,18 @@ from .storage import Store
 
 
 class Board:
-    """One connected wallboard. Changes wait in ``backlog`` until its snapshot is sent."""
+    """One connected wallboard. Changes wait in ``backlog`` until its snapshot is sent.
 
-    __slots__ = ("link", "domain_id", "backlog")
+    ``token_id`` is the stored token it was opened with (``None``: the
+    configured server admin token): revoking the token closes the board.
+    """
 
-    def __init__(self, link: Link, domain_id: str) -> None:
+    __slots__ = ("link", "domain_id", "token_id", "backlog")
+
+    def __init__(self, link: Link, domain_id: str, token_id: str | None) -> None:
         self.link = link
         self.domain_id = domain_id
+        self.token_id = token_id
         self.backlog: list[str] | None = []
 
     def send(self, frame: str) -> None:
@@ -60,6 +68,7 @@ class Wallboards:
         self.store = store
         self._boards: dict[str, set[Board]] = {}
         self._names: dict[str, dict[str, str]] = {}  # per domain: user id to name
+        self.revocations = 0  # token revocations heard; see web/wallboard.py
 
     def add(self, board: Board) -> None:
         self._boards.setdefault(board.domain_id, set()).add(board)
@@ -91,6 +100,15 @@ class Wallboards:
                 for boards in list(self._boards.values()):
                     for board in list(boards):
                         board.link.close(1012)
+            case notes.TokenRevoked(domain_id, token_id):
+                self.revocations += 1
+                revoked = wire.error_frame(
+                    "unauthorized", "The token of this wallboard was revoked."
+                )
+                for board in list(self._boards.get(domain_id, ())):
+                    if board.token_id == token_id:
+                        board.link.push(revoked)
+                        board.link.close(4401)
             case notes.EventsLogged(domain_id, events) if self.watching(domain_id):
                 names = await self._names_of(domain_id, {e["user_id"] for e in events})
                 for event in events:

@@ -35,6 +35,7 @@ const EVENTS = {
   call_ended: ["release", "hangup", "Call ended", seatIfAny],
   named_login: ["grant", "login", "Online", seatIfAny],
   named_logout: ["release", "logout", "Offline", seatIfAny],
+  token_revoked: ["warn", "shield", "Token revoked", () => ""],
 };
 
 const $ = (id) => document.getElementById(id);

@@ -92,11 +92,16 @@ class ServerProcess:
     def stderr(self) -> Path:
         return self.workdir / "stderr.log"
 
-    def start(self) -> None:
-        """Start the server and wait until it is healthy."""
+    def start(self, *more: str, admin_token_env: bool = True) -> None:
+        """Start the server and wait until it is healthy.
+
+        `more` are `serve` flags for this start only; without `admin_token_env`
+        the server is not given `PRESENCE_ADMIN_TOKEN`.
+        """
         assert self.process is None or self.process.poll() is not None, "already running"
         env = {k: v for k, v in os.environ.items() if not k.startswith("PRESENCE_")}
-        env["PRESENCE_ADMIN_TOKEN"] = self.server.admin_token
+        if admin_token_env:
+            env["PRESENCE_ADMIN_TOKEN"] = self.server.admin_token
         # The suite refuses bad tokens on purpose, all from 127.0.0.1: only the
         # tests of token guessing set a real limit (with the flag).
         env["PRESENCE_AUTH_FAILURES_PER_MINUTE"] = "1000000"
@@ -116,6 +121,7 @@ class ServerProcess:
             "--lease-ttl",
             str(self.server.lease_ttl),
             *self.extra,
+            *more,
         ]
         with (self.workdir / "stdout.log").open("ab") as out, self.stderr.open("ab") as err:
             self.process = subprocess.Popen(command, cwd=REPO, env=env, stdout=out, stderr=err)

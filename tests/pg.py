@@ -61,11 +61,12 @@ class PostgresServer:
     def url(self, database: str = "postgres") -> str:
         return f"postgresql://{SUPERUSER}@127.0.0.1:{self.port}/{database}"
 
-    def sql(self, statement: str) -> str:
-        """Run one statement with psql as the superuser; return its output."""
+    def sql(self, statement: str, database_url: str | None = None) -> str:
+        """Run one statement with psql as the superuser, in the server's
+        `postgres` database or the one of `database_url`; return its output."""
         done = subprocess.run(
             [self.bindir / "psql", "-X", "-q", "-At", "-v", "ON_ERROR_STOP=1",
-             "-d", self.url(), "-c", statement],
+             "-d", database_url or self.url(), "-c", statement],
             capture_output=True, text=True, timeout=STARTUP_TIMEOUT,
         )  # fmt: skip
         if done.returncode != 0:

@@ -25,6 +25,7 @@ IDLE_LOGOFF = "idle_logoff"
 LICENSE_CHANGED = "license_changed"
 USER_DELETED = "user_deleted"
 RELEASED_BY_ADMIN = "released_by_admin"
+TOKEN_REVOKED = "token_revoked"
 SERVER_SHUTDOWN = "server_shutdown"
 # Ends the device chose itself; they are not sent to it.
 LOGGED_OUT = "logged_out"
@@ -39,6 +40,7 @@ _SEAT_END_EVENTS = {
     LICENSE_CHANGED: "license_changed",
     USER_DELETED: "license_changed",
     RELEASED_BY_ADMIN: "released_by_admin",
+    TOKEN_REVOKED: "seat_released",  # the token_revoked event is logged once, by the revocation
     LOGGED_OUT: "seat_released",
     DISCONNECTED: "seat_released",
 }

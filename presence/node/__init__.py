@@ -130,6 +130,8 @@ class Node:
                 session = sessions.get(session_id)
                 if session is not None:
                     protocol.refuse_waiter(session, code, message)
+            case notes.TokenRevoked(_, token_id):
+                protocol.revoked(token_id)
             case notes.Resync():
                 await self.keeper.resync()
             case notes.NamedChanged() | notes.EventsLogged():

@@ -56,6 +56,7 @@ class DeviceProtocol:
         self.decisions = Admission("domain", clock, budget)
         self.stopping = False
         self.unreleased: dict[Session, str] = {}  # ending while the database was away
+        self.revocations = 0  # token revocations heard; see _hello
         self._releasing: set[asyncio.Task[None]] = set()
 
     def open_session(self, link: Link) -> Session:
@@ -85,11 +86,18 @@ class DeviceProtocol:
         judged: Callable[[bool], None],
     ) -> None:
         arrived = session.last_seen
-        async with self.store.transaction(deadline=deadline) as tx:
-            grant = await tx.token(hash_token(message.token))
-            user = None
-            if grant is not None and grant.role == "user" and grant.domain_id and grant.user_id:
-                user = await tx.user(grant.domain_id, grant.user_id)
+        while True:
+            heard = self.revocations
+            async with self.store.transaction(deadline=deadline) as tx:
+                grant = await tx.use_token(hash_token(message.token))
+                user = None
+                if grant is not None and grant.role == "user" and grant.domain_id and grant.user_id:
+                    user = await tx.user(grant.domain_id, grant.user_id)
+            # A revocation heard meanwhile may be of this token, and found no
+            # session of it to end: check again. From here to authenticating,
+            # nothing awaits.
+            if self.revocations == heard:
+                break
         judged(user is None)
         if user is None:
             text = "The token is missing or not valid."
@@ -102,7 +110,8 @@ class DeviceProtocol:
             session.refuse_login(1001, wire.error_frame("unavailable", "The server is stopping."))
         elif not session.link.gone:
             with self.decisions.admit(arrived, user.domain_id) as deadline:
-                session.authenticate(user, message.device)
+                assert grant is not None
+                session.authenticate(user, message.device, grant.token_id)
                 try:
                     await self._login(session, message.takeover, message.queue, deadline)
                 except Overloaded:
@@ -308,6 +317,13 @@ class DeviceProtocol:
             lease = await tx.lease(session.lease_id)
         if lease is not None and session.phase is Phase.WAITING:
             self._welcome(session, lease)
+
+    def revoked(self, token_id: str) -> None:
+        """End the sessions opened with a token that was revoked."""
+        self.revocations += 1
+        for session in self.sessions:
+            if session.token_id == token_id:
+                self.end_soon(session, seats.TOKEN_REVOKED)
 
     def refuse_waiter(self, session: Session, code: str, message: str) -> None:
         """A waiting session was taken out of the queue with an error."""

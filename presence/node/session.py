@@ -46,6 +46,7 @@ CLOSE_CODES = {
     seats.LICENSE_CHANGED: 4411,
     seats.USER_DELETED: 4411,
     seats.RELEASED_BY_ADMIN: 4412,
+    seats.TOKEN_REVOKED: 4401,
     seats.SERVER_SHUTDOWN: 1001,
 }
 END_MESSAGES = {
@@ -56,6 +57,7 @@ END_MESSAGES = {
     seats.LICENSE_CHANGED: "Your license changed; log in again.",
     seats.USER_DELETED: "Your user was deleted.",
     seats.RELEASED_BY_ADMIN: "An administrator released your seat.",
+    seats.TOKEN_REVOKED: "The token this device logged in with was revoked.",
     seats.SERVER_SHUTDOWN: "The server is shutting down; log in again in a moment.",
 }
 
@@ -121,8 +123,8 @@ class Session:
     """One device connection on this node; see the module's docstring."""
 
     __slots__ = (
-        "id", "lease_id", "link", "sessions", "phase", "last_seen", "user", "device", "lease",
-        "pool", "sent_availability", "sent_position",
+        "id", "lease_id", "link", "sessions", "phase", "last_seen", "user", "device", "token_id",
+        "lease", "pool", "sent_availability", "sent_position",
     )  # fmt: skip
 
     def __init__(self, link: Link, sessions: Sessions, now: float) -> None:
@@ -134,6 +136,7 @@ class Session:
         self.last_seen = now
         self.user: User | None = None
         self.device: Device | None = None
+        self.token_id: str | None = None  # of the token it logged in with
         self.lease: Lease | None = None  # while holding or in a call
         self.pool: Pool | None = None  # a seat user's, once read
         self.sent_availability = ""
@@ -152,9 +155,9 @@ class Session:
 
     # The moves.
 
-    def authenticate(self, user: User, device: Device) -> None:
+    def authenticate(self, user: User, device: Device, token_id: str | None) -> None:
         self._move("authenticate")
-        self.user, self.device = user, device
+        self.user, self.device, self.token_id = user, device, token_id
         self.sessions.add(self)
 
     def hold(self, lease: Lease) -> None:

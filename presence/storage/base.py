@@ -33,13 +33,49 @@ from ..notes import Note
 logger = logging.getLogger(__name__)
 
 
+#: ``last_used_at`` of a token is written when it is older than this (seconds),
+#: not on every use: a login storm does not become a storm of writes.
+LAST_USED_RESOLUTION = 60.0
+
+
 @dataclass(frozen=True, slots=True)
 class TokenGrant:
-    """What a bearer token allows: ``role`` in a domain (``None``: server)."""
+    """What a bearer token allows: ``role`` in a domain (``None``: server).
+
+    ``token_id`` is the stored token's id (``None`` for the configured server
+    admin token): sessions opened with the token keep it, to end when the
+    token is revoked.
+    """
 
     role: str
     domain_id: str | None = None
     user_id: str | None = None
+    token_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Token:
+    """A stored token as its admins see it; its secret is stored only as a hash.
+
+    Times are seconds since the epoch: ``expires_at`` is ``None`` for a token
+    that never expires, ``created_at`` for a token made before tokens had ids,
+    ``last_used_at`` for a token never used (it is kept to within
+    :data:`LAST_USED_RESOLUTION`). ``domain_id`` is ``None`` for a server
+    admin token generated at first start.
+    """
+
+    id: str
+    role: str
+    domain_id: str | None
+    user_id: str | None
+    label: str | None
+    created_at: float | None
+    expires_at: float | None = None
+    last_used_at: float | None = None
+
+    @property
+    def grant(self) -> TokenGrant:
+        return TokenGrant(self.role, self.domain_id, self.user_id, self.id)
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,13 +129,29 @@ class Tx(abc.ABC):
     @abc.abstractmethod
     async def update_user(self, user: User) -> None: ...
     @abc.abstractmethod
-    async def delete_user(self, domain_id: str, user_id: str) -> None: ...
+    async def delete_user(self, domain_id: str, user_id: str) -> None:
+        """Delete a user; its tokens are the caller's to revoke first."""
 
     # Tokens, stored by their hash only.
     @abc.abstractmethod
-    async def insert_token(self, token_hash: str, grant: TokenGrant) -> None: ...
+    async def insert_token(self, token_hash: str, token: Token) -> None: ...
     @abc.abstractmethod
-    async def token(self, token_hash: str) -> TokenGrant | None: ...
+    async def use_token(self, token_hash: str) -> TokenGrant | None:
+        """What the token with this hash allows, if it has not expired (by the
+        clock of :meth:`now`); its ``last_used_at`` is brought up to date when
+        it is older than :data:`LAST_USED_RESOLUTION`."""
+
+    @abc.abstractmethod
+    async def tokens(self, domain_id: str | None) -> list[Token]:
+        """A domain's tokens, user tokens and expired ones included, oldest
+        first (those of unknown age before the others); ``None``: the
+        generated server admin tokens."""
+
+    @abc.abstractmethod
+    async def delete_token(self, domain_id: str | None, token_id: str) -> Token | None:
+        """Delete a token of a domain (``None``: a server admin token); return
+        it as it was, or ``None`` (nothing deleted) if the domain has no such
+        token."""
 
     # Leases and the queue. Each expires ``lease_ttl`` after it was inserted or
     # last renewed (:meth:`Store.renew`).

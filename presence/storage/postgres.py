@@ -40,7 +40,16 @@ from ..core.model import Domain, Event, Lease, Pool, User, Waiter
 from ..errors import Overloaded, RuleViolation, StorageError
 from ..notes import Note
 from . import rows
-from .base import DomainTurns, Store, StoredEvent, TokenGrant, Tx, check_deadline
+from .base import (
+    LAST_USED_RESOLUTION,
+    DomainTurns,
+    Store,
+    StoredEvent,
+    Token,
+    TokenGrant,
+    Tx,
+    check_deadline,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -113,6 +122,17 @@ CREATE INDEX IF NOT EXISTS events_by_domain ON events (domain_id, id);
 # nodes, and fencing tokens came from a row of counters. What they held is kept
 # for lease_ttl from the upgrade.
 UPGRADE = """
+-- Columns the tokens table gained: the id's default gives every token one.
+ALTER TABLE tokens
+    ADD COLUMN IF NOT EXISTS id text NOT NULL DEFAULT replace(gen_random_uuid()::text, '-', ''),
+    ADD COLUMN IF NOT EXISTS label text,
+    ADD COLUMN IF NOT EXISTS created_at float8,
+    ADD COLUMN IF NOT EXISTS expires_at float8,
+    ADD COLUMN IF NOT EXISTS last_used_at float8;
+CREATE UNIQUE INDEX IF NOT EXISTS tokens_by_id ON tokens (id);
+CREATE INDEX IF NOT EXISTS tokens_by_domain ON tokens (domain_id);
+-- Databases from before marked the generation of a server token with this row.
+DELETE FROM tokens WHERE hash = 'server-token-generated';
 ALTER TABLE leases DROP COLUMN IF EXISTS node_id;
 ALTER TABLE leases ADD COLUMN IF NOT EXISTS expires_at float8 NOT NULL DEFAULT 0;
 ALTER TABLE waiters DROP COLUMN IF EXISTS node_id;
@@ -125,6 +145,19 @@ CREATE INDEX IF NOT EXISTS waiters_by_expiry ON waiters (expires_at);
 KEEP_UPGRADED = f"""
 UPDATE leases SET expires_at = {NOW} + $1::float8 WHERE expires_at = 0
 """
+# One statement: a live token by its hash, its last use written if older than $2 s.
+USE_TOKEN = f"""
+WITH found AS (
+    SELECT {rows.TOKEN_COLUMNS}, {NOW} AS now FROM tokens
+    WHERE hash = $1 AND (expires_at IS NULL OR expires_at > {NOW})),
+used AS (
+    UPDATE tokens SET last_used_at = found.now FROM found
+    WHERE tokens.hash = $1 AND (found.last_used_at IS NULL OR found.last_used_at < found.now - $2))
+SELECT * FROM found
+"""
+# Tokens of the domain $1, or the server's for NULL; unlike IS NOT DISTINCT
+# FROM, it can use the index.
+OF_DOMAIN = "(domain_id = $1 OR ($1::text IS NULL AND domain_id IS NULL))"
 FENCING_FROM_COUNTERS = """
 SELECT setval('fencing_tokens', value) FROM counters
 WHERE name = 'fencing_token' AND value > 0
@@ -480,24 +513,34 @@ class PostgresTx(Tx):
         await self._conn.execute(
             "DELETE FROM users WHERE domain_id = $1 AND id = $2", domain_id, user_id
         )
-        await self._conn.execute(
-            "DELETE FROM tokens WHERE domain_id = $1 AND user_id = $2", domain_id, user_id
-        )
 
-    async def insert_token(self, token_hash: str, grant: TokenGrant) -> None:
+    async def insert_token(self, token_hash: str, token: Token) -> None:
         await self._conn.execute(
-            "INSERT INTO tokens (hash, role, domain_id, user_id) VALUES ($1, $2, $3, $4)",
+            f"INSERT INTO tokens (hash, {rows.TOKEN_COLUMNS}) "
+            "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
             token_hash,
-            grant.role,
-            grant.domain_id,
-            grant.user_id,
+            *rows.token_values(token),
         )
 
-    async def token(self, token_hash: str) -> TokenGrant | None:
-        row = await self._conn.fetchrow(
-            "SELECT role, domain_id, user_id FROM tokens WHERE hash = $1", token_hash
+    async def use_token(self, token_hash: str) -> TokenGrant | None:
+        row = await self._conn.fetchrow(USE_TOKEN, token_hash, LAST_USED_RESOLUTION)
+        return rows.token(row).grant if row else None
+
+    async def tokens(self, domain_id: str | None) -> list[Token]:
+        found = await self._conn.fetch(
+            f"SELECT {rows.TOKEN_COLUMNS} FROM tokens WHERE {OF_DOMAIN} "
+            "ORDER BY created_at NULLS FIRST, id",
+            domain_id,
         )
-        return TokenGrant(row["role"], row["domain_id"], row["user_id"]) if row else None
+        return [rows.token(row) for row in found]
+
+    async def delete_token(self, domain_id: str | None, token_id: str) -> Token | None:
+        row = await self._conn.fetchrow(
+            f"DELETE FROM tokens WHERE id = $2 AND {OF_DOMAIN} RETURNING {rows.TOKEN_COLUMNS}",
+            domain_id,
+            token_id,
+        )
+        return rows.token(row) if row else None
 
     async def leases(
         self, domain_id: str, *, pool: str | None = None, user_id: str | None = None

@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any, Protocol
 
 from ..core.model import Device, Domain, Event, Lease, License, Pool, User, Waiter
+from .base import Token
 
 LEASE_COLUMNS = (
     "id, session_id, domain_id, user_id, user_name, device_id, device_kind, device_name, "
@@ -23,6 +24,7 @@ USER_COLUMNS = "domain_id, id, email, name, model, pool"
 POOL_COLUMNS = "domain_id, id, name, seats, idle_logoff_s"
 DOMAIN_COLUMNS = "id, name, plan, named_licenses, seat_licenses"
 EVENT_COLUMNS = "domain_id, at, type, user_id, device_id, pool, seat"
+TOKEN_COLUMNS = "id, role, domain_id, user_id, label, created_at, expires_at, last_used_at"
 
 
 class Row(Protocol):
@@ -109,3 +111,17 @@ def event(row: Row) -> Event:
 
 def event_values(e: Event) -> tuple[Any, ...]:
     return (e.domain_id, e.at, e.type, e.user_id, e.device_id, e.pool, e.seat)
+
+
+def token(row: Row) -> Token:
+    return Token(
+        row["id"], row["role"], row["domain_id"], row["user_id"], row["label"],
+        row["created_at"], row["expires_at"], row["last_used_at"],
+    )  # fmt: skip
+
+
+def token_values(t: Token) -> tuple[Any, ...]:
+    return (
+        t.id, t.role, t.domain_id, t.user_id, t.label, t.created_at, t.expires_at,
+        t.last_used_at,
+    )  # fmt: skip

@@ -29,7 +29,15 @@ from ..core.model import Domain, Event, Lease, Pool, User, Waiter
 from ..errors import RuleViolation, StorageError
 from ..notes import Note
 from . import rows
-from .base import Store, StoredEvent, TokenGrant, Tx, check_deadline
+from .base import (
+    LAST_USED_RESOLUTION,
+    Store,
+    StoredEvent,
+    Token,
+    TokenGrant,
+    Tx,
+    check_deadline,
+)
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS domains (
@@ -71,6 +79,19 @@ CREATE TABLE IF NOT EXISTS events (
     type TEXT NOT NULL, user_id TEXT NOT NULL, device_id TEXT NOT NULL,
     pool TEXT, seat INTEGER);
 CREATE INDEX IF NOT EXISTS events_by_domain ON events (domain_id, id);
+"""
+# Columns the tokens table gained after its first release: a file from before
+# gets them in place (each of its tokens an id), a new file the same way.
+TOKEN_COLUMNS_ADDED = {
+    "id": "TEXT", "label": "TEXT", "created_at": "REAL", "expires_at": "REAL",
+    "last_used_at": "REAL",
+}  # fmt: skip
+UPGRADE = """
+UPDATE tokens SET id = lower(hex(randomblob(16))) WHERE id IS NULL;
+CREATE UNIQUE INDEX IF NOT EXISTS tokens_by_id ON tokens (id);
+CREATE INDEX IF NOT EXISTS tokens_by_domain ON tokens (domain_id);
+-- Files from before marked the generation of a server token with this row.
+DELETE FROM tokens WHERE hash = 'server-token-generated';
 """
 
 # Files from before leases expired by themselves: their leases and waiters
@@ -121,6 +142,11 @@ class SQLiteStore(Store):
             if "node_id" in _columns(db, "leases"):
                 db.executescript(UPGRADE_LEASES)
             db.executescript(SCHEMA)  # writes, so takes the file's lock until closed
+            columns = _columns(db, "tokens")
+            for column, kind in TOKEN_COLUMNS_ADDED.items():
+                if column not in columns:
+                    db.execute(f"ALTER TABLE tokens ADD COLUMN {column} {kind}")
+            db.executescript(UPGRADE)
             # This node is the file's only user: what it held before a restart
             # is kept for lease_ttl from now, for its holders to reclaim. A
             # queue place is never reclaimed (a session waits on its own
@@ -442,19 +468,46 @@ class SQLiteTx(Tx):
 
     async def delete_user(self, domain_id: str, user_id: str) -> None:
         await self.execute("DELETE FROM users WHERE domain_id = ? AND id = ?", (domain_id, user_id))
+
+    async def insert_token(self, token_hash: str, token: Token) -> None:
         await self.execute(
-            "DELETE FROM tokens WHERE domain_id = ? AND user_id = ?", (domain_id, user_id)
+            f"INSERT INTO tokens (hash, {rows.TOKEN_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (token_hash, *rows.token_values(token)),
         )
 
-    async def insert_token(self, token_hash: str, grant: TokenGrant) -> None:
-        await self.execute(
-            "INSERT INTO tokens VALUES (?, ?, ?, ?)",
-            (token_hash, grant.role, grant.domain_id, grant.user_id),
+    async def use_token(self, token_hash: str) -> TokenGrant | None:
+        now = await self.now()
+        row = await self._one(
+            f"SELECT {rows.TOKEN_COLUMNS} FROM tokens "
+            "WHERE hash = ? AND (expires_at IS NULL OR expires_at > ?)",
+            (token_hash, now),
         )
+        if row is None:
+            return None
+        token = rows.token(row)
+        if token.last_used_at is None or token.last_used_at < now - LAST_USED_RESOLUTION:
+            await self.execute(
+                "UPDATE tokens SET last_used_at = ? WHERE hash = ?", (now, token_hash)
+            )
+        return token.grant
 
-    async def token(self, token_hash: str) -> TokenGrant | None:
-        row = await self._one("SELECT * FROM tokens WHERE hash = ?", (token_hash,))
-        return TokenGrant(row["role"], row["domain_id"], row["user_id"]) if row else None
+    async def tokens(self, domain_id: str | None) -> list[Token]:
+        found = await self._all(
+            f"SELECT {rows.TOKEN_COLUMNS} FROM tokens WHERE domain_id IS ? "
+            "ORDER BY created_at NULLS FIRST, rowid",
+            (domain_id,),
+        )
+        return [rows.token(row) for row in found]
+
+    async def delete_token(self, domain_id: str | None, token_id: str) -> Token | None:
+        row = await self._one(
+            f"SELECT {rows.TOKEN_COLUMNS} FROM tokens WHERE id = ? AND domain_id IS ?",
+            (token_id, domain_id),
+        )
+        if row is None:
+            return None
+        await self.execute("DELETE FROM tokens WHERE id = ?", (token_id,))
+        return rows.token(row)
 
     async def leases(
         self, domain_id: str, *, pool: str | None = None, user_id: str | None = None

@@ -22,6 +22,8 @@ from .guard import authenticated
 ID = re.compile(r"[a-z0-9][a-z0-9-]{0,62}")
 EMAIL = re.compile(r"[^@\s]+@[^@\s]+")
 MAX_COUNT = 1_000_000
+MIN_EXPIRES_IN = 60
+MAX_EXPIRES_IN = 315_576_000  # ten years of 365.25 days
 T = TypeVar("T")
 
 Handler = Callable[[Request, Admin, TokenGrant], Awaitable[Response]]
@@ -59,6 +61,11 @@ async def _body(request: Request) -> dict[str, Any]:
     if not isinstance(body, dict):
         raise BadRequest("body", "The request body must be a JSON object.")
     return body
+
+
+async def _optional_body(request: Request) -> dict[str, Any]:
+    """A JSON object body that may be left out (an empty body is ``{}``)."""
+    return await _body(request) if await request.body() else {}
 
 
 def _id(body: dict[str, Any], field: str = "id") -> str:
@@ -149,11 +156,47 @@ async def patch_domain(request: Request, admin: Admin, who: TokenGrant) -> Respo
 
 
 async def create_domain_token(request: Request, admin: Admin, who: TokenGrant) -> Response:
-    role = (await _body(request)).get("role")
+    body = await _body(request)
+    label, expires_in = _token_options(body, {"role"})
+    role = body.get("role")
     if role not in ("admin", "wallboard"):
         raise BadRequest("role", 'role must be "admin" or "wallboard".')
-    token = await admin.create_token(who, request.path_params["domain"], role)
-    return _json({"token": token, "role": role}, 201)
+    token, secret = await admin.create_token(
+        who, request.path_params["domain"], role, label=label, expires_in=expires_in
+    )
+    return _json(views.created_token_view(token, secret), 201)
+
+
+async def list_tokens(request: Request, admin: Admin, who: TokenGrant) -> Response:
+    tokens = await admin.tokens(who, request.path_params["domain"])
+    return _json([views.token_view(token) for token in tokens])
+
+
+async def revoke_token(request: Request, admin: Admin, who: TokenGrant) -> Response:
+    await admin.revoke_token(who, request.path_params["domain"], request.path_params["token"])
+    return Response(status_code=204)
+
+
+def _token_options(body: dict[str, Any], more: set[str]) -> tuple[str | None, int | None]:
+    """``label`` and ``expires_in`` of a new token; ``more`` are the other
+    fields allowed. Unknown fields are refused: a misspelt ``expires_in``
+    must not make a token that never expires."""
+    unknown = sorted(set(body) - {"label", "expires_in", *more})
+    if unknown:
+        raise BadRequest(unknown[0], f"{unknown[0]} is not a field of a new token.")
+    label = None if body.get("label") is None else _name(body, "label")
+    expires_in = body.get("expires_in")
+    if expires_in is not None and (
+        isinstance(expires_in, bool)
+        or not isinstance(expires_in, int)
+        or not MIN_EXPIRES_IN <= expires_in <= MAX_EXPIRES_IN
+    ):
+        raise BadRequest(
+            "expires_in",
+            f"expires_in must be a whole number of seconds from {MIN_EXPIRES_IN} "
+            f"(a minute) to {MAX_EXPIRES_IN} (ten years).",
+        )
+    return label, expires_in
 
 
 async def list_pools(request: Request, admin: Admin, who: TokenGrant) -> Response:
@@ -216,9 +259,12 @@ async def delete_user(request: Request, admin: Admin, who: TokenGrant) -> Respon
 
 
 async def create_user_token(request: Request, admin: Admin, who: TokenGrant) -> Response:
+    label, expires_in = _token_options(await _optional_body(request), set())
     params = request.path_params
-    token = await admin.create_token(who, params["domain"], "user", params["user"])
-    return _json({"token": token, "role": "user"}, 201)
+    token, secret = await admin.create_token(
+        who, params["domain"], "user", params["user"], label=label, expires_in=expires_in
+    )
+    return _json(views.created_token_view(token, secret), 201)
 
 
 async def presence(request: Request, admin: Admin, who: TokenGrant) -> Response:
@@ -292,6 +338,8 @@ routes = [
     Route(D, _endpoint(get_domain), methods=["GET"]),
     Route(D, _endpoint(patch_domain), methods=["PATCH"]),
     Route(D + "/tokens", _endpoint(create_domain_token), methods=["POST"]),
+    Route(D + "/tokens", _endpoint(list_tokens), methods=["GET"]),
+    Route(D + "/tokens/{token}", _endpoint(revoke_token), methods=["DELETE"]),
     Route(D + "/pools", _endpoint(list_pools), methods=["GET"]),
     Route(D + "/pools", _endpoint(create_pool), methods=["POST"]),
     Route(D + "/pools/{pool}", _endpoint(patch_pool), methods=["PATCH"]),

@@ -46,10 +46,17 @@ class WallboardEndpoint:
                 if hello.get("type") != "hello":
                     raise wire.BadMessage("Send hello {token} first.")
                 token = str(hello.get("token") or "")
-                who = await authenticated(
-                    self.gate, link.address, lambda: admin.authenticate(token)
-                )
-                board = Board(link, str(hello.get("domain") or who.domain_id or ""))
+                while True:
+                    heard = self.boards.revocations
+                    who = await authenticated(
+                        self.gate, link.address, lambda: admin.authenticate(token)
+                    )
+                    # A revocation heard meanwhile may be of this token, and
+                    # found no board of it to close: check again.
+                    if self.boards.revocations == heard:
+                        break
+                domain_id = str(hello.get("domain") or who.domain_id or "")
+                board = Board(link, domain_id, who.token_id)
                 # Changes from here until the snapshot is sent wait in the board's backlog.
                 self.boards.add(board)
                 snapshot = await admin.presence(who, board.domain_id, events=50)

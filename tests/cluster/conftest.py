@@ -96,6 +96,7 @@ class Node:
 class Cluster:
     a: Node
     b: Node
+    database_url: str
 
 
 @pytest.fixture
@@ -108,7 +109,7 @@ def cluster(postgres: PostgresServer, tmp_path: Path) -> Iterator[Cluster]:
             nodes.append(Node(name, database_url, admin_token, tmp_path))
         for node in nodes:
             node.wait_until_healthy()
-        yield Cluster(*nodes)
+        yield Cluster(*nodes, database_url)
     finally:
         for node in nodes:
             node.stop()

@@ -124,6 +124,7 @@ def test_release_frees_the_seat_and_logs_the_reason() -> None:
         (seats.IDLE_LOGOFF, "idle_logoff"),
         (seats.LICENSE_CHANGED, "license_changed"),
         (seats.USER_DELETED, "license_changed"),
+        (seats.TOKEN_REVOKED, "seat_released"),  # frees the seat in usage, as a logout does
     ],
 )
 def test_each_end_of_a_seat_logs_its_event(reason: str, event: str) -> None:

@@ -37,7 +37,7 @@ def test_the_table_lets_a_live_session_end_only_through_ending() -> None:
 def test_a_session_is_served_from_authentication_until_it_starts_ending() -> None:
     s, sessions, link = session()
     assert sessions.get(s.id) is None
-    s.authenticate(SEAT_USER, Device("pc", "desktop"))
+    s.authenticate(SEAT_USER, Device("pc", "desktop"), "token-1")
     assert sessions.get(s.id) is s and not sessions.of_pool(("acme", "desk"))
     sessions.follow(s)  # once told the outcome of its login
     assert s in sessions.of_pool(("acme", "desk"))
@@ -56,7 +56,7 @@ def test_a_session_is_served_from_authentication_until_it_starts_ending() -> Non
 
 def test_a_session_ends_once() -> None:
     s, _, link = session()
-    s.authenticate(SEAT_USER, Device("pc", "desktop"))
+    s.authenticate(SEAT_USER, Device("pc", "desktop"), "token-1")
     s.wait()
     assert s.ending(seats.TAKEN_OVER) is Phase.WAITING
     assert s.ending(seats.LEASE_EXPIRED) is None
@@ -72,7 +72,7 @@ def test_a_session_never_authenticated_ends_at_once() -> None:
 
 def test_logging_out_says_bye_and_closes_1000() -> None:
     s, _, link = session()
-    s.authenticate(SEAT_USER, Device("pc", "desktop"))
+    s.authenticate(SEAT_USER, Device("pc", "desktop"), "token-1")
     s.hold(LEASE)
     assert s.ending(seats.LOGGED_OUT) is Phase.HOLDING
     assert link.messages("bye") and link.closed == 1000
@@ -96,7 +96,7 @@ def test_moves_the_phase_does_not_allow_raise(move: object) -> None:
 
 def test_a_held_seat_cannot_start_a_call_twice_or_go_back_to_the_queue() -> None:
     s, _, _ = session()
-    s.authenticate(SEAT_USER, Device("pc", "desktop"))
+    s.authenticate(SEAT_USER, Device("pc", "desktop"), "token-1")
     s.hold(LEASE)
     with pytest.raises(InvalidMove):
         s.wait()
@@ -108,7 +108,7 @@ def test_a_held_seat_cannot_start_a_call_twice_or_go_back_to_the_queue() -> None
 
 def test_a_queue_place_is_told_again_after_entering_the_queue_again() -> None:
     s, _, _ = session()
-    s.authenticate(SEAT_USER, Device("pc", "desktop"))
+    s.authenticate(SEAT_USER, Device("pc", "desktop"), "token-1")
     s.wait()
     s.sent_position = 1
     s.refuse()
@@ -118,7 +118,7 @@ def test_a_queue_place_is_told_again_after_entering_the_queue_again() -> None:
 
 def test_pushes_stop_once_a_session_is_ending() -> None:
     s, _, link = session()
-    s.authenticate(SEAT_USER, Device("pc", "desktop"))
+    s.authenticate(SEAT_USER, Device("pc", "desktop"), "token-1")
     s.push('{"type": "availability"}')
     s.ending(seats.LEASE_EXPIRED)
     s.push('{"type": "availability"}')

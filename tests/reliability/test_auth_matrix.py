@@ -28,7 +28,7 @@ NO_GUESSING_LIMIT = ("--auth-failures-per-minute", "1000000")
 
 @dataclass(frozen=True)
 class Endpoint:
-    """One row of the spec's table; `{pool}`, `{user}`, `{lease}` are filled in."""
+    """One row of the spec's table; `{pool}`, `{user}`, `{token}`, `{lease}` are filled in."""
 
     method: str
     path: str  # after /api/v1/domains/{domain}; "" is the domain itself; None: POST /domains
@@ -47,6 +47,8 @@ ENDPOINTS = [
     Endpoint("GET", "", 200),
     Endpoint("PATCH", "", 200, domain_admin=False),
     Endpoint("POST", "/tokens", 201),
+    Endpoint("GET", "/tokens", 200),
+    Endpoint("DELETE", "/tokens/{token}", 204),
     Endpoint("POST", "/pools", 201),
     Endpoint("GET", "/pools", 200),
     Endpoint("PATCH", "/pools/{pool}", 200),
@@ -66,11 +68,13 @@ ENDPOINTS = [
 @dataclass
 class Target:
     """A domain with something behind every endpoint: an empty pool to change or
-    delete, a user to change or delete, and a seat held by a logged-in device."""
+    delete, a user to change or delete, a token to revoke, and a seat held by a
+    logged-in device."""
 
     domain: Domain
     empty_pool: str
     spare_user: str
+    spare_token: str
     lease: str
     holder: Device
 
@@ -82,7 +86,8 @@ async def make_target(harness: Harness) -> Target:
     holder = await harness.login(await domain.seat_user(pool), kind="phone")
     spare = await domain.named_user()
     await domain.seat_user(pool)  # one more user, logged out
-    return Target(domain, empty["id"], spare.id, holder.license["lease_id"], holder)
+    board = await domain.new_token("wallboard")
+    return Target(domain, empty["id"], spare.id, board["id"], holder.license["lease_id"], holder)
 
 
 def body_for(endpoint: Endpoint) -> Any:
@@ -113,7 +118,9 @@ def body_for(endpoint: Endpoint) -> Any:
 def url_for(endpoint: Endpoint, target: Target) -> str:
     if endpoint is CREATE_DOMAIN:
         return f"{API}/domains"
-    path = endpoint.path.format(pool=target.empty_pool, user=target.spare_user, lease=target.lease)
+    path = endpoint.path.format(
+        pool=target.empty_pool, user=target.spare_user, token=target.spare_token, lease=target.lease
+    )
     return target.domain.path() + path
 
 
@@ -127,6 +134,8 @@ async def state(domain: Domain) -> Message:
         "domain": await domain.get(),
         "pools": await domain.pools(),
         "users": await domain.users(),
+        # Refused requests may bring the last use of the token they carry up to date.
+        "tokens": {key: {**t, "last_used_at": None} for key, t in (await domain.tokens()).items()},
         "presence": await domain.presence(),
         "events": len(await domain.all_events()),
     }

@@ -52,7 +52,11 @@ class Server:
 
     @property
     def ws_url(self) -> str:
-        return self.base_url.replace("http://", "ws://", 1) + "/ws/device"
+        return self.ws_base + "/ws/device"
+
+    @property
+    def ws_base(self) -> str:
+        return self.base_url.replace("http://", "ws://", 1)
 
 
 def unique_id(prefix: str = "t") -> str:
@@ -165,12 +169,13 @@ class Api:
 
 @dataclass(frozen=True)
 class Member:
-    """A user of a domain, with a user token to log in with."""
+    """A user of a domain, with a user token to log in with (and its id)."""
 
     id: str
     name: str
     email: str
     token: str
+    token_id: str
 
 
 class Domain:
@@ -189,9 +194,28 @@ class Domain:
         return ok(await self.api.get(self.path()))
 
     async def token(self, role: str) -> str:
-        answer = ok(await self.api.post(self.path("tokens"), {"role": role}), 201)
+        return (await self.new_token(role))["token"]
+
+    async def new_token(self, role: str, **options: Any) -> Message:
+        """Create a domain token (`options`: `label`, `expires_in`); the answer."""
+        answer = ok(await self.api.post(self.path("tokens"), {"role": role, **options}), 201)
         assert answer["role"] == role, answer
-        return answer["token"]
+        return answer
+
+    async def user_token(self, member: Member, **options: Any) -> Message:
+        """Create another token of `member`; the answer."""
+        answer = ok(await self.api.post(self.path("users", member.id, "tokens"), options), 201)
+        assert answer["role"] == "user", answer
+        return answer
+
+    async def tokens(self) -> dict[str, Message]:
+        """The domain's tokens as listed, by id."""
+        listed = ok(await self.api.get(self.path("tokens")))
+        assert isinstance(listed, list), listed
+        return {token["id"]: token for token in listed}
+
+    async def revoke(self, token_id: str) -> None:
+        ok(await self.api.delete(self.path("tokens", token_id)), 204)
 
     async def pool(
         self,
@@ -230,7 +254,7 @@ class Domain:
         user = ok(await self.api.post(self.path("users"), body), 201)
         grant = ok(await self.api.post(self.path("users", user["id"], "tokens")), 201)
         assert grant["role"] == "user", grant
-        return Member(user["id"], body["name"], body["email"], grant["token"])
+        return Member(user["id"], body["name"], body["email"], grant["token"], grant["id"])
 
     async def named_user(self, name: str | None = None) -> Member:
         return await self.user({"model": "named"}, name)
@@ -573,10 +597,11 @@ class Harness:
         name: str | None = None,
         device_id: str | None = None,
         heartbeats: bool = True,
+        path: str = "/ws/device",
     ) -> Device:
-        """Open a WebSocket to the device endpoint (nothing sent yet)."""
+        """Open a WebSocket to the device endpoint, or another (nothing sent yet)."""
         ws = await connect(
-            self.server.ws_url,
+            self.server.ws_base + path,
             proxy=None,
             compression=None,
             ping_interval=None,
@@ -592,6 +617,30 @@ class Harness:
         )
         self._devices.append(device)
         return device
+
+    async def wallboard(self, token: str) -> Device:
+        """Open the wallboard stream with `token` and wait for its snapshot.
+
+        It is read as a device's session is (`expect`, `expect_closed`).
+        """
+        board = await self.device(path="/ws/wallboard", heartbeats=False)
+        await board.send({"type": "hello", "token": token})
+        await board.expect("snapshot")
+        return board
+
+    async def unauthorized_hello(self, token: str) -> None:
+        """A device saying hello with `token` is refused: `unauthorized`, close 4401."""
+        device = await self.device()
+        await device.hello(token)
+        await device.expect_error("unauthorized")
+        await device.expect_closed(4401)
+
+    async def unauthorized_wallboard(self, token: str) -> None:
+        """A wallboard opened with `token` is refused: `unauthorized`, close 4401."""
+        board = await self.device(path="/ws/wallboard", heartbeats=False)
+        await board.send({"type": "hello", "token": token})
+        await board.expect_error("unauthorized")
+        await board.expect_closed(4401)
 
     async def login(self, member: Member, *, takeover: bool | None = None, **device: Any) -> Device:
         """Open a device and log `member` in on it; it must be welcomed."""

@@ -9,6 +9,8 @@ locked separately.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import sqlite3
 import time
 import uuid
 from collections.abc import Awaitable, Callable
@@ -24,7 +26,8 @@ from presence import notes
 from presence.core.model import Device, Domain, Event, Lease, License, Pool, User, Waiter
 from presence.errors import RuleViolation, StorageError
 from presence.notes import Note
-from presence.storage import Store, TokenGrant, store_for_url
+from presence.storage import Store, Token, TokenGrant, store_for_url
+from presence.storage.base import LAST_USED_RESOLUTION
 
 from .conftest import LONG_TTL, Nodes
 
@@ -221,35 +224,173 @@ async def test_an_email_has_one_user_per_domain(store: Store) -> None:
     assert refused.value.code == "already_exists"
 
 
+def new_token(
+    role: str = "admin",
+    domain_id: str | None = "acme",
+    user_id: str | None = None,
+    *,
+    created_at: float | None = 1000.0,
+    expires_at: float | None = None,
+    last_used_at: float | None = None,
+) -> Token:
+    return Token(
+        uuid.uuid4().hex, role, domain_id, user_id, f"{role} token", created_at, expires_at,
+        last_used_at,
+    )  # fmt: skip
+
+
 async def test_tokens(store: Store) -> None:
-    grants = {
-        "server-hash": TokenGrant("server"),
-        "admin-hash": TokenGrant("admin", "acme"),
-        "user-hash": TokenGrant("user", "acme", "u1"),
+    tokens = {
+        "server-hash": new_token("server", None),
+        "admin-hash": new_token("admin"),
+        "user-hash": new_token("user", user_id="u1"),
     }
     async with store.transaction() as tx:
-        for token_hash, grant in grants.items():
-            await tx.insert_token(token_hash, grant)
+        for token_hash, token in tokens.items():
+            await tx.insert_token(token_hash, token)
     async with store.transaction() as tx:
-        for token_hash, grant in grants.items():
-            assert await tx.token(token_hash) == grant
-        assert await tx.token("unknown") is None
+        for token_hash, token in tokens.items():
+            grant = await tx.use_token(token_hash)
+            assert grant == TokenGrant(token.role, token.domain_id, token.user_id, token.id)
+        assert await tx.use_token("unknown") is None
     with pytest.raises(StorageError):
         async with store.transaction() as tx:
-            await tx.insert_token("admin-hash", TokenGrant("wallboard", "acme"))
+            await tx.insert_token("admin-hash", new_token("wallboard"))
 
 
-async def test_deleting_a_user_deletes_their_tokens(store: Store) -> None:
+async def test_tokens_of_a_domain_oldest_first(store: Store) -> None:
+    late = new_token("admin", created_at=30.0)
+    early = new_token("user", user_id="u1", created_at=10.0)
+    made_before_ids = new_token("wallboard", created_at=None)
+    expired = new_token("wallboard", created_at=20.0, expires_at=25.0)
+    server = new_token("server", None)
+    other = new_token("admin", "other")
+    async with store.transaction() as tx:
+        for token in (late, early, made_before_ids, expired, server, other):
+            await tx.insert_token(f"hash-{token.id}", token)
+    async with store.transaction() as tx:
+        assert await tx.tokens("acme") == [made_before_ids, early, expired, late]
+        assert await tx.tokens(None) == [server]
+        assert await tx.tokens("nobody") == []
+
+
+async def test_an_expired_token_allows_nothing(store: Store) -> None:
+    async with store.transaction() as tx:
+        now = await tx.now()
+        expired = new_token(created_at=now - 90, expires_at=now - 1)
+        live = new_token(created_at=now - 80, expires_at=now + 60)
+        await tx.insert_token("expired-hash", expired)
+        await tx.insert_token("live-hash", live)
+    async with store.transaction() as tx:
+        assert await tx.use_token("expired-hash") is None
+        assert await tx.use_token("live-hash") == live.grant
+        assert [t.id for t in await tx.tokens("acme")] == [expired.id, live.id]
+
+
+async def test_last_use_is_written_once_a_minute_at_most(store: Store) -> None:
+    async with store.transaction() as tx:
+        now = await tx.now()
+        never = new_token()
+        stale = new_token(last_used_at=now - LAST_USED_RESOLUTION - 5)
+        recent = new_token(last_used_at=now - LAST_USED_RESOLUTION / 2)
+        for token in (never, stale, recent):
+            await tx.insert_token(f"hash-{token.id}", token)
+    async with store.transaction() as tx:
+        for token in (never, stale, recent):
+            assert await tx.use_token(f"hash-{token.id}") == token.grant
+    async with store.transaction() as tx:
+        used = {token.id: token.last_used_at for token in await tx.tokens("acme")}
+        after = await tx.now()
+    for token in (never, stale):
+        last_used = used[token.id]
+        assert last_used is not None and now <= last_used <= after
+    assert used[recent.id] == recent.last_used_at
+    async with store.transaction() as tx:
+        assert await tx.use_token(f"hash-{never.id}") == never.grant
+        assert {t.id: t.last_used_at for t in await tx.tokens("acme")} == used
+
+
+async def test_deleting_a_token(store: Store) -> None:
+    admin, user, server = (
+        new_token("admin"),
+        new_token("user", user_id="u1"),
+        new_token("server", None),
+    )
+    async with store.transaction() as tx:
+        for token in (admin, user, server):
+            await tx.insert_token(f"hash-{token.id}", token)
     async with store.transaction("acme") as tx:
-        await tx.insert_user(User("acme", "u1", "a@example.com", "Al", License("named")))
-        await tx.insert_token("user-hash", TokenGrant("user", "acme", "u1"))
-        await tx.insert_token("admin-hash", TokenGrant("admin", "acme"))
-    async with store.transaction("acme") as tx:
-        await tx.delete_user("acme", "u1")
-    async with store.transaction("acme") as tx:
-        assert await tx.users("acme") == []
-        assert await tx.token("user-hash") is None
-        assert await tx.token("admin-hash") == TokenGrant("admin", "acme")
+        assert await tx.delete_token("other", admin.id) is None  # another domain's: kept
+        assert await tx.delete_token(None, admin.id) is None
+        assert await tx.delete_token("acme", server.id) is None
+        assert await tx.delete_token("acme", "unknown") is None
+        assert await tx.delete_token("acme", user.id) == user
+        assert await tx.delete_token("acme", user.id) is None
+    async with store.transaction() as tx:
+        assert await tx.use_token(f"hash-{user.id}") is None
+        assert await tx.use_token(f"hash-{admin.id}") == admin.grant
+        assert [token.id for token in await tx.tokens("acme")] == [admin.id]
+        assert await tx.delete_token(None, server.id) == server
+        assert await tx.tokens(None) == []
+
+
+# The tokens table as it was before tokens had ids, labels and lifetimes.
+TOKENS_BEFORE_IDS = (
+    "CREATE TABLE tokens (hash text PRIMARY KEY, role text NOT NULL, domain_id text, user_id text)"
+)
+
+
+async def execute_before_opening(url: str, statements: list[str]) -> None:
+    """Run SQL on a database no node has opened, as an earlier release left it."""
+    if url.startswith("sqlite:"):
+        with contextlib.closing(sqlite3.connect(url.removeprefix("sqlite:///"))) as db:
+            for statement in statements:
+                db.execute(statement)
+            db.commit()
+        return
+    connection = await asyncpg.connect(url)
+    try:
+        for statement in statements:
+            await connection.execute(statement)
+    finally:
+        await connection.close()
+
+
+async def test_tokens_from_before_ids_are_upgraded_in_place(nodes: Nodes) -> None:
+    await execute_before_opening(
+        nodes.url,
+        [
+            TOKENS_BEFORE_IDS,
+            "INSERT INTO tokens VALUES ('generated-hash', 'server', NULL, NULL), "
+            "('admin-hash', 'admin', 'acme', NULL), ('user-hash', 'user', 'acme', 'u1'), "
+            "('server-token-generated', 'server', NULL, NULL)",  # how a generation was marked
+        ],
+    )
+    store = await nodes.open()
+    async with store.transaction() as tx:
+        server = await tx.use_token("generated-hash")
+        admin = await tx.use_token("admin-hash")
+        user = await tx.use_token("user-hash")
+        listed = await tx.tokens("acme")
+        generated = await tx.tokens(None)
+    assert server is not None and admin is not None and user is not None
+    assert (server.role, server.domain_id) == ("server", None)
+    assert (admin.role, admin.domain_id, user.role, user.user_id) == ("admin", "acme", "user", "u1")
+    ids = {server.token_id, admin.token_id, user.token_id}
+    assert None not in ids and "" not in ids and len(ids) == 3
+    assert [token.id for token in generated] == [server.token_id]  # the mark is gone
+    assert {token.id for token in listed} == {admin.token_id, user.token_id}
+    for token in listed:
+        assert (token.label, token.created_at, token.expires_at) == (None, None, None)
+    new = new_token("wallboard")
+    async with store.transaction() as tx:
+        await tx.insert_token("new-hash", new)
+        assert await tx.delete_token("acme", listed[0].id) == listed[0]
+    await store.close()
+    reopened = await nodes.open()  # upgrading again changes nothing
+    async with reopened.transaction() as tx:
+        assert await tx.tokens("acme") == [listed[1], new]
+        assert await tx.use_token("new-hash") == new.grant
 
 
 # Leases and the queue.
