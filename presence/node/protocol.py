@@ -140,16 +140,25 @@ class DeviceProtocol:
         domain_id = user.domain_id
         changed: str | None = None
         outcome: Granted | Refusal | Enqueued | None = None
-        async with self.store.transaction(domain_id, deadline=deadline) as tx:
-            if not session.live or session.link.gone:
-                return  # work for a connection already gone is dropped
-            now_user = await tx.user(domain_id, user.id)
-            if now_user is None:
-                changed = seats.USER_DELETED
-            elif now_user.license != user.license:
-                changed = seats.LICENSE_CHANGED
-            else:
-                outcome, granted = await self._decide(tx, session, takeover, queue)
+        try:
+            async with self.store.transaction(domain_id, deadline=deadline) as tx:
+                if not session.live or session.link.gone:
+                    return  # work for a connection already gone is dropped
+                now_user = await tx.user(domain_id, user.id)
+                if now_user is None:
+                    changed = seats.USER_DELETED
+                elif now_user.license != user.license:
+                    changed = seats.LICENSE_CHANGED
+                else:
+                    outcome, granted = await self._decide(tx, session, takeover, queue)
+                    if isinstance(outcome, Enqueued):
+                        # Moved before the commit ends: the notes of a grant or a
+                        # refusal from the queue may be heard before this task resumes.
+                        session.wait()
+        except StorageError:
+            if isinstance(outcome, Enqueued) and session.phase is Phase.WAITING:
+                session.refuse()  # rolled back: it waits for nothing
+            raise
         # The device is silent while it waits for the answer: the wait is not its own.
         session.last_seen = max(session.last_seen, self.clock())
         if changed is not None:
@@ -157,9 +166,7 @@ class DeviceProtocol:
         elif session.live and outcome is not None:
             if isinstance(outcome, Granted):
                 self._welcome(session, granted or outcome.lease)
-            elif isinstance(outcome, Enqueued):
-                session.wait()
-            else:
+            elif isinstance(outcome, Refusal):
                 session.refuse()
                 await session.error(outcome.code, outcome.message)
             self.sessions.follow(session)
