@@ -16,11 +16,12 @@ shared task ever waits on one device.
 What a client sends is bounded as it arrives, before any endpoint sees it: a
 message takes at most :data:`MAX_FRAGMENTS` frames and :data:`MAX_MESSAGE`
 bytes, headers included (so empty continuation frames are not free), and a
-client sends at most :data:`MAX_FRAMES_PER_SECOND` frames of any kind. Past a
-bound the client gets the protocol's ``error`` (``too_large`` then close
-1009, or ``rate_limited`` then close 4429) and nothing more it sends is used.
-Its input is fed to websockets a slice at a time, so a flood is caught within
-one slice, and the pongs websockets owes it are dropped.
+client sends at most :data:`MAX_FRAMES_PER_SECOND` frames of any kind a second
+(a token bucket of as many, refilled at that rate). Past a bound the client
+gets the protocol's ``error`` (``too_large`` then close 1009, or
+``rate_limited`` then close 4429) and nothing more it sends is used. Its input
+is fed to websockets a slice at a time, so a flood is caught within one
+slice, and the pongs websockets owes it are dropped.
 
 A connection's life is one :class:`Phase`, which moves only as
 :data:`MOVES` allows.
@@ -56,6 +57,7 @@ MAX_MESSAGE = MAX_FRAME + MAX_FRAGMENTS * 14
 #: Frames of any kind (data, continuation, ping, pong) a client may send in a
 #: second: four times what a device at its limit of 50 messages a second sends.
 MAX_FRAMES_PER_SECOND = 200
+_FULL = float(MAX_FRAMES_PER_SECOND)
 #: Bytes of input fed to websockets at once: a flood is caught within one slice.
 SLICE = 4096
 
@@ -122,8 +124,8 @@ class Link(asyncio.Protocol):
 
     __slots__ = (
         "transport", "conn", "address", "connections", "owner", "phase", "inbox", "waiter",
-        "fragments", "text", "size", "frames", "window", "outbox", "flushed", "paused", "reading",
-        "timer",
+        "fragments", "text", "size", "allowance", "counted", "outbox", "flushed", "paused",
+        "reading", "timer",
     )  # fmt: skip
 
     def __init__(
@@ -144,8 +146,8 @@ class Link(asyncio.Protocol):
         self.fragments: list[bytes] = []  # of a message still coming
         self.text = True
         self.size = 0  # its bytes on the wire so far
-        self.frames = 0  # received since `window` began
-        self.window = 0.0  # when the count of frames last started over
+        self.allowance = _FULL  # frames it may send now
+        self.counted = time.monotonic()  # when the allowance was last counted
         self.outbox: deque[bytes | int] = deque()  # frames, and a close code
         self.flushed: asyncio.Future[None] | None = None
         self.paused = False  # the transport's buffer is full
@@ -313,16 +315,12 @@ class Link(asyncio.Protocol):
         return self.phase is Phase.OPEN or self.phase is Phase.CLOSING
 
     def _flooding(self, frames: int) -> bool:
-        """Count ``frames`` just received; whether over MAX_FRAMES_PER_SECOND within a second."""
-        self.frames += frames
-        if self.frames <= MAX_FRAMES_PER_SECOND:
-            return False  # no clock read for the frames of an honest client
+        """Take ``frames`` just received from the allowance; whether it ran out."""
         now = time.monotonic()
-        if now - self.window < 1.0:
-            return True
-        self.window = now
-        self.frames = frames
-        return frames > MAX_FRAMES_PER_SECOND
+        refilled = self.allowance + (now - self.counted) * MAX_FRAMES_PER_SECOND
+        self.allowance = min(_FULL, refilled) - frames
+        self.counted = now
+        return self.allowance < 0
 
     def _message(self) -> None:
         fragments = self.fragments
