@@ -12,6 +12,7 @@ endpoint into ``error`` frames.
     * :exc:`RuleViolation` (409: ``plan_required``, ``license_limit``,
       ``seats_exceed_licenses``, ``pool_not_empty``, ``email_taken``,
       ``already_exists``)
+    * :exc:`TooLarge` (``too_large`` 413: a request body over the limit)
     * :exc:`RateLimited` (``rate_limited`` 429: too many failed authentications)
     * :exc:`StorageError` (``unavailable`` 503: the database failed)
         * :exc:`Overloaded` (``unavailable`` 503: work arrives faster than it is done)
@@ -63,6 +64,11 @@ class RuleViolation(PresenceError):
     def __init__(self, code: str, message: str) -> None:
         super().__init__(message)
         self.code = code
+
+
+class TooLarge(PresenceError):
+    code = "too_large"
+    status = 413
 
 
 class RateLimited(PresenceError):

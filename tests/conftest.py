@@ -16,13 +16,14 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
 import pytest
 from server.client import Harness, Server
+from server.raw import RawWebSocket
 
 pytest_plugins = ["pg"]  # the `postgres` fixture, shared by every suite
 
@@ -206,6 +207,24 @@ def own_server(tmp_path: Path) -> Iterator[StartServer]:
     finally:
         for process in started:
             process.stop()
+
+
+#: Opens a hand-written WebSocket: `await open_raw(server, "/ws/device")`.
+OpenRaw = Callable[..., Awaitable[RawWebSocket]]
+
+
+@pytest.fixture
+async def open_raw() -> AsyncIterator[OpenRaw]:
+    """Open hand-written WebSockets (`server.raw`); all closed at the end of the test."""
+    opened: list[RawWebSocket] = []
+
+    async def open_(server: Server, path: str = "/ws/device") -> RawWebSocket:
+        opened.append(await RawWebSocket.open(server, path))
+        return opened[-1]
+
+    yield open_
+    for ws in opened:
+        await ws.close()
 
 
 @pytest.fixture

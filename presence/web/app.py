@@ -2,6 +2,7 @@
 
 Starlette serves HTTP; the WebSocket endpoints run on our own WebSocket layer
 (:mod:`.link`), which the HTTP protocol (:mod:`.http`) hands upgrades to.
+Admin API request bodies are bounded on their way in (:class:`BodyLimit`).
 """
 
 from __future__ import annotations
@@ -12,16 +13,18 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 from starlette.applications import Starlette
+from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
-from starlette.types import Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ..admin import Admin
 from ..config import Config
-from ..errors import BadRequest, Forbidden, PresenceError
+from ..errors import BadRequest, Forbidden, PresenceError, TooLarge
 from ..node import Node
 from ..storage import store_for_url
 from ..wallboard import Wallboards
@@ -32,6 +35,9 @@ from .link import Endpoint
 from .wallboard import WallboardEndpoint
 
 STATIC = Path(__file__).resolve().parent.parent.parent / "static"
+#: Bytes an admin API request body may have; the largest valid one is a few hundred.
+MAX_BODY = 64 * 1024
+_TOO_LARGE = f"Request bodies are limited to {MAX_BODY} bytes."
 
 
 class App:
@@ -82,6 +88,7 @@ def create_app(config: Config, gate: Gate | None = None) -> App:
             *api.routes,
             Mount("/", StaticFiles(directory=STATIC, html=True)),
         ],
+        middleware=[Middleware(BodyLimit)],
         exception_handlers={PresenceError: presence_error, HTTPException: http_error},
         lifespan=lifespan,
     )
@@ -129,3 +136,51 @@ async def http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
     codes = {404: "not_found", 405: "method_not_allowed"}
     return _error(exc.status_code, codes.get(exc.status_code, "bad_request"), exc.detail)
+
+
+class BodyLimit:
+    """Refuses admin API request bodies over :data:`MAX_BODY` with 413 ``too_large``.
+
+    A ``Content-Length`` over the limit is answered before the app runs and
+    before any byte of the body is read; a chunked body is read only up to the
+    limit, then the handler reading it gets :exc:`~presence.errors.TooLarge`.
+    An answer given before the body was read to its end closes the connection,
+    so that the rest of it is never read.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or not scope["path"].startswith("/api/v1/"):
+            await self.app(scope, receive, send)
+            return
+        headers = Headers(scope=scope)
+        length = headers.get("content-length")
+        if length is not None and int(length) > MAX_BODY:
+            response = _error(413, TooLarge.code, _TOO_LARGE)
+            response.headers["Connection"] = "close"
+            await response(scope, receive, send)
+            return
+        # A body of known length within the limit is left to uvicorn, which
+        # skips what a handler does not read; one of unknown length is not.
+        unread = length is None and "chunked" in headers.get("transfer-encoding", "").lower()
+        received = 0
+
+        async def bounded_receive() -> Message:
+            nonlocal unread, received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > MAX_BODY:
+                    raise TooLarge(_TOO_LARGE)
+                unread = message.get("more_body", False)
+            return message
+
+        async def closing_send(message: Message) -> None:
+            if message["type"] == "http.response.start" and unread:
+                headers = [*message.get("headers", []), (b"connection", b"close")]
+                message = {**message, "headers": headers}
+            await send(message)
+
+        await self.app(scope, bounded_receive, closing_send)

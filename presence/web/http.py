@@ -29,13 +29,10 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from websockets.protocol import State
 from websockets.server import ServerProtocol
 
-from ..wire import MAX_FRAME
 from .app import App
-from .link import Link
+from .link import MAX_MESSAGE, Link
 
 HEADERS_TIMEOUT = 10.0
-#: The largest WebSocket message read; the wire refuses those over MAX_FRAME with 1009.
-MAX_MESSAGE = 16 * MAX_FRAME
 
 WEBSOCKET_GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 SWITCHING = (

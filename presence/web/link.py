@@ -7,36 +7,102 @@ Each connection runs its endpoint in a task, which reads messages with
 (announcements, notes) use :meth:`Link.push`, which never waits.
 
 Frames go straight to the transport, and a text pushed to many connections is
-framed once. Once the transport's buffer is full, frames wait in a bounded
-outbox. A device that lets the outbox fill has stopped reading: it is cut off,
-its connection aborted and its endpoint's task cancelled, which then frees
-what it held. Memory per connection stays bounded and no shared task ever
-waits on one device.
+framed once. Once the transport's buffer is full, frames (pongs included) wait
+in a bounded outbox. A device that lets the outbox fill has stopped reading:
+it is cut off, its connection aborted and its endpoint's task cancelled,
+which then frees what it held. Memory per connection stays bounded and no
+shared task ever waits on one device.
+
+What a client sends is bounded as it arrives, before any endpoint sees it: a
+message takes at most :data:`MAX_FRAGMENTS` frames and :data:`MAX_MESSAGE`
+bytes, headers included (so empty continuation frames are not free), and a
+client sends at most :data:`MAX_FRAMES_PER_SECOND` frames of any kind a second
+(a token bucket of as many, refilled at that rate). Past a bound the client
+gets the protocol's ``error`` (``too_large`` then close 1009, or
+``rate_limited`` then close 4429) and nothing more it sends is used. Its input
+is fed to websockets a slice at a time, so a flood is caught within one
+slice, and the pongs websockets owes it are dropped.
+
+A connection's life is one :class:`Phase`, which moves only as
+:data:`MOVES` allows.
 """
 
 from __future__ import annotations
 
 import asyncio
+import enum
 import functools
 import logging
+import time
 from collections import deque
 from collections.abc import Awaitable, Callable
 from typing import Any, cast
 
+from websockets.exceptions import PayloadTooBig
 from websockets.frames import Frame, Opcode
 from websockets.protocol import State
 from websockets.server import ServerProtocol
 
 from ..metrics import METRICS
+from ..wire import MAX_FRAME, error_frame
 
 MAX_OUTBOX = 64  # frames queued for a device that is not reading
 DRAIN_TIMEOUT = 2.0  # seconds an ending endpoint waits for its last frames to go
 CLOSE_TIMEOUT = 5.0  # seconds a closed connection waits for the peer's answer
+#: Frames one message may take. Browsers and our clients send one.
+MAX_FRAGMENTS = 64
+#: Bytes one message may take on the wire, frame headers included: the largest
+#: message (64 KiB of text) in MAX_FRAGMENTS frames of the longest header.
+MAX_MESSAGE = MAX_FRAME + MAX_FRAGMENTS * 14
+#: Frames of any kind (data, continuation, ping, pong) a client may send in a
+#: second: four times what a device at its limit of 50 messages a second sends.
+MAX_FRAMES_PER_SECOND = 200
+_FULL = float(MAX_FRAMES_PER_SECOND)
+#: Bytes of input fed to websockets at once: a flood is caught within one slice.
+SLICE = 4096
+
+TOO_LARGE = error_frame(
+    "too_large", f"A message may take at most {MAX_FRAGMENTS} frames and {MAX_MESSAGE} bytes."
+)
+FLOODING = error_frame("rate_limited", f"More than {MAX_FRAMES_PER_SECOND} frames in one second.")
 
 logger = logging.getLogger("uvicorn.error")  # the server log, as for HTTP
 
 #: What serves a WebSocket path: a coroutine run for each connection.
 Endpoint = Callable[["Link"], Awaitable[None]]
+
+
+class Phase(enum.Enum):
+    """Where a connection is in its life."""
+
+    #: Messages come in and go out.
+    OPEN = "open"
+    #: Our close is queued or sent: what was queued before still goes; input
+    #: is read only for the client's answer.
+    CLOSING = "closing"
+    #: The end of our stream is sent (after the close handshake, or on a
+    #: failure): what the client still sends is dropped until it ends its own
+    #: stream, or CLOSE_TIMEOUT passes. Closing at once would answer its
+    #: unread input with a reset, which can destroy our last frames unread.
+    ENDING = "ending"
+    #: The transport is gone.
+    CLOSED = "closed"
+    #: Aborted for not reading, its endpoint's task cancelled.
+    CUT_OFF = "cut off"
+
+
+#: The moves a connection's phase may make; any other is a bug.
+MOVES: dict[Phase, frozenset[Phase]] = {
+    Phase.OPEN: frozenset({Phase.CLOSING, Phase.ENDING, Phase.CLOSED, Phase.CUT_OFF}),
+    Phase.CLOSING: frozenset({Phase.ENDING, Phase.CLOSED, Phase.CUT_OFF}),
+    Phase.ENDING: frozenset({Phase.CLOSED}),
+    Phase.CLOSED: frozenset(),
+    Phase.CUT_OFF: frozenset(),
+}
+
+
+class InvalidMove(RuntimeError):
+    """A phase change that :data:`MOVES` does not allow."""
 
 
 def _frame(text: str) -> bytes:
@@ -47,12 +113,19 @@ def _frame(text: str) -> bytes:
 _framed = functools.lru_cache(maxsize=64)(_frame)
 
 
+def _cost(payload: bytes) -> int:
+    """A client frame's bytes on the wire: its payload, length and mask (RFC 6455, 5.2)."""
+    size = len(payload)
+    return size + (6 if size < 126 else 8 if size < 65536 else 14)
+
+
 class Link(asyncio.Protocol):
     """One accepted WebSocket; ``address`` is its client's (the forwarded one behind a proxy)."""
 
     __slots__ = (
-        "transport", "conn", "address", "connections", "owner", "inbox", "waiter", "fragments",
-        "text", "outbox", "flushed", "paused", "reading", "done", "closing", "cut_off", "timer",
+        "transport", "conn", "address", "connections", "owner", "phase", "inbox", "waiter",
+        "fragments", "text", "size", "allowance", "counted", "outbox", "flushed", "paused",
+        "reading", "timer",
     )  # fmt: skip
 
     def __init__(
@@ -67,24 +140,30 @@ class Link(asyncio.Protocol):
         self.address = address
         self.connections = connections  # uvicorn's, which it closes on shutdown
         self.owner: asyncio.Task[None] | None = None
+        self.phase = Phase.OPEN
         self.inbox: deque[str | bytes] = deque()
         self.waiter: asyncio.Future[str | bytes | None] | None = None
-        self.fragments: list[bytes] = []
+        self.fragments: list[bytes] = []  # of a message still coming
         self.text = True
-        self.outbox: deque[bytes | int] = deque()  # frames, and a close code last
+        self.size = 0  # its bytes on the wire so far
+        self.allowance = _FULL  # frames it may send now
+        self.counted = time.monotonic()  # when the allowance was last counted
+        self.outbox: deque[bytes | int] = deque()  # frames, and a close code
         self.flushed: asyncio.Future[None] | None = None
         self.paused = False  # the transport's buffer is full
         self.reading = True
-        self.done = False  # no message comes any more
-        self.closing = False  # nothing is sent any more, but what is queued
-        self.cut_off = False
         self.timer: asyncio.TimerHandle | None = None
         connections.add(self)
 
     @property
     def gone(self) -> bool:
-        """Whether the connection is closing or closed: nothing more comes or goes."""
-        return self.closing or self.done
+        """Whether nothing more can be sent or received: closing, ending, lost or cut off."""
+        return self.phase is not Phase.OPEN
+
+    @property
+    def cut_off(self) -> bool:
+        """Whether the server aborted the connection and cancelled its endpoint's task."""
+        return self.phase is Phase.CUT_OFF
 
     def serve(self, endpoint: Endpoint) -> asyncio.Task[None]:
         """Run ``endpoint`` on this connection in its own task, the link's owner."""
@@ -103,14 +182,14 @@ class Link(asyncio.Protocol):
     # What endpoints and sessions use.
 
     async def receive(self) -> str | bytes | None:
-        """The next message, or ``None`` once the connection closed."""
+        """The next message, or ``None`` once no more can come."""
         if self.inbox:
             message = self.inbox.popleft()
-            if not self.inbox and not self.reading and not self.done:
+            if not self.inbox and not self.reading and self.phase is Phase.OPEN:
                 self.reading = True
                 self.transport.resume_reading()
             return message
-        if self.done:
+        if self.phase is not Phase.OPEN:
             return None
         self.waiter = asyncio.get_running_loop().create_future()
         return await self.waiter
@@ -126,13 +205,13 @@ class Link(asyncio.Protocol):
         self._write(_framed(frame))
 
     def close(self, code: int) -> None:
-        """Close once everything queued before is sent."""
-        if not self.closing:
+        """Close once everything queued before is sent; no message is received after."""
+        if self.phase is Phase.OPEN:
+            self._move(Phase.CLOSING)
             if self.paused or self.outbox:
                 self._queue(code)
             else:
                 self._send_close(code)
-            self.closing = True
 
     async def drain(self) -> None:
         """Wait, a bounded time, until queued frames and the close are handed to the transport."""
@@ -152,31 +231,18 @@ class Link(asyncio.Protocol):
     # The asyncio protocol.
 
     def data_received(self, data: bytes) -> None:
-        conn = self.conn
-        conn.receive_data(data)
-        for event in cast(list[Frame], conn.events_received()):
-            opcode = event.opcode
-            if opcode is Opcode.TEXT or opcode is Opcode.BINARY:
-                self.text = opcode is Opcode.TEXT
-                self.fragments = [bytes(event.data)]
-            elif opcode is Opcode.CONT:
-                self.fragments.append(bytes(event.data))
-            else:
-                continue  # websockets answers pings and closes itself
-            if event.fin:
-                self._message()
-        self._flush_conn()
-        if conn.state is not State.OPEN:
-            # A close came in, ours was answered, or the connection failed.
-            self.closing = True
-            self.outbox.clear()
-            self._flushed()
-            self._end_input()
+        if self.phase is Phase.ENDING:
+            return  # dropped: see Phase.ENDING
+        if len(data) <= SLICE:
+            self._receive(data)
+            return
+        for start in range(0, len(data), SLICE):
+            if not self._receive(data[start : start + SLICE]):
+                return
 
     def eof_received(self) -> None:
         self.conn.receive_eof()
         self._flush_conn()
-        self._end_input()
 
     def pause_writing(self) -> None:
         self.paused = True
@@ -194,19 +260,73 @@ class Link(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.connections.discard(self)
-        self.closing = True
+        if self.phase is not Phase.CUT_OFF:
+            self._move(Phase.CLOSED)
         self.outbox.clear()
         self._flushed()
-        self._end_input()
         if self.timer is not None:
             self.timer.cancel()
 
     # Inside.
 
+    def _move(self, to: Phase) -> None:
+        if to not in MOVES[self.phase]:
+            raise InvalidMove(f"a connection cannot go from {self.phase.value} to {to.value}")
+        self.phase = to
+        # No message comes in any more.
+        if self.waiter is not None and not self.waiter.done():
+            self.waiter.set_result(None)
+        self.waiter = None
+
+    def _receive(self, data: bytes) -> bool:
+        """Feed ``data`` to websockets and act on its frames; whether to feed more."""
+        conn = self.conn
+        conn.receive_data(data)
+        events = cast(list[Frame], conn.events_received())
+        for event in events:
+            opcode = event.opcode
+            if opcode is Opcode.TEXT or opcode is Opcode.BINARY:
+                self.text = opcode is Opcode.TEXT
+                payload = bytes(event.data)
+                self.fragments = [payload]
+                self.size = _cost(payload)
+            elif opcode is Opcode.CONT:
+                payload = bytes(event.data)
+                self.fragments.append(payload)
+                self.size += _cost(payload)
+            else:
+                continue  # websockets answers pings and closes itself
+            if self.size > MAX_MESSAGE or len(self.fragments) > MAX_FRAGMENTS:
+                self._refuse(1009, TOO_LARGE)
+                return False
+            if event.fin:
+                self._message()
+                if self.phase is Phase.ENDING:
+                    return False  # refused: not UTF-8
+        if self._flooding(len(events)):
+            METRICS.cut_off.inc("flooding")
+            self._refuse(4429, FLOODING)
+            return False
+        if isinstance(conn.parser_exc, PayloadTooBig) and self.phase is Phase.OPEN:
+            # websockets refused a frame on its header and queued the close: say why first.
+            self.outbox.clear()
+            self.transport.write(_frame(TOO_LARGE))
+        self._flush_conn()
+        return self.phase is Phase.OPEN or self.phase is Phase.CLOSING
+
+    def _flooding(self, frames: int) -> bool:
+        """Take ``frames`` just received from the allowance; whether it ran out."""
+        now = time.monotonic()
+        refilled = self.allowance + (now - self.counted) * MAX_FRAMES_PER_SECOND
+        self.allowance = min(_FULL, refilled) - frames
+        self.counted = now
+        return self.allowance < 0
+
     def _message(self) -> None:
-        data = self.fragments[0] if len(self.fragments) == 1 else b"".join(self.fragments)
+        fragments = self.fragments
+        data = fragments[0] if len(fragments) == 1 else b"".join(fragments)
         self.fragments = []
-        if self.done:
+        if self.phase is not Phase.OPEN:
             return
         message: str | bytes = data
         if self.text:
@@ -214,8 +334,7 @@ class Link(asyncio.Protocol):
                 message = data.decode()
             except UnicodeDecodeError:
                 logger.info("%s sent invalid UTF-8; closed 1007", self.address)
-                self.conn.fail(1007, "invalid UTF-8")
-                self._end_input()
+                self._refuse(1007)
                 return
         waiter = self.waiter
         if waiter is not None and not waiter.done():
@@ -227,14 +346,26 @@ class Link(asyncio.Protocol):
             self.reading = False
             self.transport.pause_reading()
 
-    def _end_input(self) -> None:
-        self.done = True
-        if self.waiter is not None and not self.waiter.done():
-            self.waiter.set_result(None)
-        self.waiter = None
+    def _refuse(self, code: int, error: str | None = None) -> None:
+        """Fail the connection with ``code``, after ``error`` if it is open.
+
+        It misbehaved: its messages not yet received, what waits for it and the
+        pongs websockets owes it are dropped. If its close came with the misdeed,
+        the closing handshake just ends.
+        """
+        self.inbox.clear()
+        if self.conn.close_rcvd is not None:
+            self._flush_conn()
+            return
+        self.conn.data_to_send()
+        if error is not None and self.phase is Phase.OPEN:
+            self.outbox.clear()
+            self.transport.write(_frame(error))
+        self.conn.fail(code)
+        self._flush_conn()
 
     def _write(self, data: bytes) -> None:
-        if self.closing:
+        if self.phase is not Phase.OPEN:
             return
         if self.paused or self.outbox:
             self._queue(data)
@@ -246,8 +377,8 @@ class Link(asyncio.Protocol):
             self.outbox.append(item)
             return
         METRICS.cut_off.inc("not_reading")
-        self.cut_off = True
-        self.closing = True
+        self._move(Phase.CUT_OFF)
+        self.inbox.clear()
         self.outbox.clear()
         self._flushed()
         self.transport.abort()
@@ -258,19 +389,41 @@ class Link(asyncio.Protocol):
         if self.conn.state is State.OPEN:
             self.conn.send_close(code)
             self._flush_conn()
-            self._end_input()
             if not self.reading:  # to read the peer's answer
                 self.reading = True
                 self.transport.resume_reading()
             self.timer = asyncio.get_running_loop().call_later(CLOSE_TIMEOUT, self.transport.abort)
 
     def _flush_conn(self) -> None:
-        """Send what websockets has to say: pongs, close frames, and the end of the stream."""
-        for data in self.conn.data_to_send():
-            if data:
-                self.transport.write(data)
-            else:
-                self.transport.close()
+        """Send what websockets has to say: pongs, close frames, and the end of the stream.
+
+        Behind a full buffer they wait in the outbox like any frame, so a client
+        that pings without reading is cut off, not buffered for. With the end of
+        the stream they go at once, since nothing follows them, and what still
+        waits in the outbox is dropped.
+        """
+        writes = self.conn.data_to_send()
+        if not writes or self.phase is Phase.CUT_OFF:
+            return
+        if writes[-1]:
+            for data in writes:
+                if self.paused or self.outbox:
+                    self._queue(data)
+                    if self.cut_off:
+                        return
+                else:
+                    self.transport.write(data)
+            return
+        self.outbox.clear()
+        self._flushed()
+        self.transport.writelines(writes[:-1])
+        self.transport.write_eof()
+        self._move(Phase.ENDING)
+        if not self.reading:  # to see the end of the client's stream
+            self.reading = True
+            self.transport.resume_reading()
+        if self.timer is None:
+            self.timer = asyncio.get_running_loop().call_later(CLOSE_TIMEOUT, self.transport.abort)
 
     def _flushed(self) -> None:
         if self.flushed is not None and not self.flushed.done():

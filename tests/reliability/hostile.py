@@ -50,6 +50,8 @@ BAD_MESSAGES_TO_CLOSE = 5
 PUSHES = frozenset({"availability", "queued"})
 #: The longest the server may take to answer one frame.
 ANSWER_TIMEOUT = 5.0
+#: The longest the healthy device's process may take to start and log in.
+STARTUP_TIMEOUT = 20.0
 #: Characters that break naive code: lone surrogates, NUL, controls,
 #: bidi overrides, BOM, non-characters, the highest code point.
 ODD_CHARACTERS = [
@@ -779,22 +781,32 @@ class Latency:
 class HeartbeatProbe:
     """A healthy named device that heartbeats every `period` seconds and records
     each round trip, until `stop`. It runs in a process of its own, so that
-    the fuzz's work in this one does not show in its figures."""
+    the fuzz's work in this one does not show in its figures. Entering waits
+    until it is logged in (or failed, which `stop` reports)."""
 
     def __init__(self, target: Target, period: float = 0.05) -> None:
         context = multiprocessing.get_context("spawn")
         self._stop = context.Event()
+        self._ready = context.Event()
         self._results: multiprocessing.queues.Queue[tuple[list[float], str | None]]
         self._results = context.Queue()
         self._process = context.Process(
             target=_probe,
-            args=(target.ws_url, target.probe_token, period, self._stop, self._results),
+            args=(
+                target.ws_url,
+                target.probe_token,
+                period,
+                self._stop,
+                self._ready,
+                self._results,
+            ),
             name="heartbeat-probe",
             daemon=True,
         )
 
     def __enter__(self) -> HeartbeatProbe:
         self._process.start()
+        self._ready.wait(STARTUP_TIMEOUT)
         return self
 
     def __exit__(self, *exc_info: object) -> None:
@@ -816,7 +828,7 @@ class HeartbeatProbe:
         return Latency(samples)
 
 
-def _probe(url: str, token: str, period: float, stop: Any, results: Any) -> None:
+def _probe(url: str, token: str, period: float, stop: Any, ready: Any, results: Any) -> None:
     samples: list[float] = []
     error = None
     try:
@@ -825,6 +837,7 @@ def _probe(url: str, token: str, period: float, stop: Any, results: Any) -> None
             ws.send(json.dumps({"type": "hello", "token": token, "device": device}))
             while json.loads(ws.recv(timeout=ANSWER_TIMEOUT))["type"] != "welcome":
                 pass
+            ready.set()
             seq = 0
             while not stop.is_set():
                 seq += 1
@@ -838,6 +851,7 @@ def _probe(url: str, token: str, period: float, stop: Any, results: Any) -> None
                 stop.wait(period)  # pacing, under the rate limit
     except Exception as exc:  # reported by HeartbeatProbe.stop
         error = repr(exc)
+        ready.set()
     results.put((samples, error))
 
 

@@ -1,6 +1,6 @@
 """The server's own WebSocket layer, as clients see it: the opening handshake
-(raw HTTP), fragmented messages, pings, the closing handshake, client addresses
-behind a local proxy, and the close at shutdown.
+(raw HTTP), fragmented messages and the bounds on one message, pings, the
+closing handshake, client addresses behind a local proxy, and the close at shutdown.
 """
 
 from __future__ import annotations
@@ -22,17 +22,22 @@ import pytest
 from reliability.test_guard import assert_device_rate_limited
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
+from websockets.frames import Opcode
 from websockets.protocol import State
 
-from .client import WAIT, Device, Harness, Server, unique_id
+from .client import WAIT, Device, Harness, Server, check_error, unique_id
+from .raw import RawWebSocket, fragmented, frame, text
 
 if TYPE_CHECKING:
-    from conftest import ServerProcess, StartServer
+    from conftest import OpenRaw, ServerProcess, StartServer
 
 #: RFC 6455, 1.3: appended to the client's key to compute Sec-WebSocket-Accept.
 GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 #: How long a graceful shutdown may take, from SIGTERM to the process's exit.
 SHUTDOWN_LIMIT = 10.0
+#: The bounds on one message the README gives: frames, and bytes of text.
+FRAGMENTS = 64
+MAX_TEXT = 64 * 1024
 
 
 @dataclass
@@ -232,6 +237,69 @@ async def test_a_client_close_is_answered_and_the_server_ends_the_connection(
     assert protocol.close_rcvd_then_sent is False  # the server answered the client's close
     assert protocol.state is State.CLOSED
     await domain.wait_pool(pool, occupied=0, free=1)
+
+
+# Bounds on one message (README, Protection)
+
+
+async def logged_in(harness: Harness, open_raw: OpenRaw) -> RawWebSocket:
+    """A named user's device on a raw connection, welcomed."""
+    member = await (await harness.new_domain()).named_user()
+    ws = await open_raw(harness.server)
+    device = {"id": unique_id("raw"), "kind": "desktop"}
+    await ws.login({"type": "hello", "token": member.token, "device": device}, "welcome")
+    return ws
+
+
+async def assert_too_large(ws: RawWebSocket) -> None:
+    """The server says too_large, then closes 1009."""
+    await ws.until_closed()
+    assert ws.errors() == ["too_large"], ws.received
+    check_error(ws.received[-1])
+    assert ws.close_code == 1009, ws.close_code
+
+
+async def test_a_message_may_take_64_frames_and_not_65_even_empty_ones(
+    steady_harness: Harness, open_raw: OpenRaw
+) -> None:
+    """64 KiB of text in 64 frames is read; a text frame and 64 empty
+    continuation frames (65 frames, a few bytes) are too large."""
+    full = await logged_in(steady_harness, open_raw)
+    head = b'{"type":"heartbeat","seq":"'
+    seq = "s" * (MAX_TEXT - len(head) - 2)
+    heartbeat = head + seq.encode() + b'"}'
+    assert len(heartbeat) == MAX_TEXT
+    await full.send(fragmented(heartbeat, FRAGMENTS))
+    assert (await full.expect("heartbeat_ack"))["seq"] == seq
+
+    empty = await logged_in(steady_harness, open_raw)
+    await empty.send(frame(Opcode.TEXT, b'{"type":', fin=False))
+    await empty.send(frame(Opcode.CONT, fin=False) * (FRAGMENTS - 1))
+    await empty.send(frame(Opcode.CONT, b'"heartbeat"}'))
+    await assert_too_large(empty)
+    await full.send(text({"type": "heartbeat", "seq": 2}))
+    assert (await full.expect("heartbeat_ack"))["seq"] == 2
+
+
+async def test_an_unfinished_message_over_the_bound_is_refused_before_it_ends(
+    steady_harness: Harness, open_raw: OpenRaw
+) -> None:
+    """Two fragments of 40 KB and no last one: refused at once, not buffered
+    while the client takes its time."""
+    ws = await logged_in(steady_harness, open_raw)
+    await ws.send(frame(Opcode.TEXT, b'{"type":"heartbeat","x":"' + b"x" * 40_000, fin=False))
+    await ws.send(frame(Opcode.CONT, b"x" * 40_000, fin=False))
+    await assert_too_large(ws)
+
+
+async def test_a_frame_announcing_16_mib_gets_too_large_before_the_close(
+    steady_harness: Harness, open_raw: OpenRaw
+) -> None:
+    """The header alone says the frame is over the bound: the client hears why."""
+    ws = await logged_in(steady_harness, open_raw)
+    length = 1 << 24
+    await ws.send(bytes([0x81, 0x80 | 127]) + length.to_bytes(8, "big") + os.urandom(4) + b"{")
+    await assert_too_large(ws)
 
 
 # Client addresses behind a proxy on 127.0.0.1
