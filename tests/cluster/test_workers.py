@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import subprocess
 from collections import Counter
 from pathlib import Path
 
 from pg import PostgresServer
 from server.client import Harness
-
-from .conftest import Node
+from servers import ServerProcess
 
 WORKERS = 2
 
@@ -25,9 +23,10 @@ async def test_workers_share_one_port_and_every_rule(
     postgres: PostgresServer, tmp_path: Path
 ) -> None:
     database_url = postgres.create_database()
-    node = Node("w", database_url, f"admin-{os.urandom(8).hex()}", tmp_path, "--workers", "2")
+    node = ServerProcess(tmp_path, database=database_url, flags=("--workers", str(WORKERS)))
     try:
-        node.wait_until_healthy()
+        node.start()
+        assert node.process is not None
         assert len(children(node.process.pid)) >= WORKERS  # the workers (and spawn's helper)
         async with Harness(node.server) as harness:
             domain = await harness.new_domain()
@@ -44,8 +43,7 @@ async def test_workers_share_one_port_and_every_rule(
             for device in devices:
                 if device.welcome is None:
                     await device.expect("availability", occupied=2, free=1)
-        node.process.terminate()
-        assert node.process.wait(15) is not None
+        node.terminate()  # every worker stops, within the shutdown timeout
     finally:
         node.stop()
         postgres.drop_database(database_url)

@@ -30,6 +30,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
+from servers import ServerProcess
+
 from .faults import Run, kill_loop, node_faults
 from .hostile import campaign, prepare
 
@@ -167,7 +169,7 @@ def kill_section(workdir: Path, cycles: int) -> Section:
 def nodes_section(workdir: Path) -> Section:
     say(f"two nodes on PostgreSQL: {', '.join(NODE_FAULTS)}")
     run = asyncio.run(node_faults(workdir, NODE_FAULTS, say=say))
-    logged = tracebacks(*workdir.glob("node-*.log"))
+    logged = tracebacks(*workdir.glob("node-*/stderr.log"))
     notes = [f"- {c.fault}: {note}" for c in run.cycles for note in c.notes]
     closed = run.counts["refused:closed"]
     body = [
@@ -209,10 +211,8 @@ def nodes_section(workdir: Path) -> Section:
 
 
 def fuzz_section(workdir: Path, frames: int) -> Section:
-    from conftest import ServerProcess
-
     say(f"hostile frames: {frames}+")
-    process = ServerProcess(workdir, 30, ("--auth-failures-per-minute", "1000000"))
+    process = ServerProcess(workdir, lease_ttl=30, flags=("--auth-failures-per-minute", "1000000"))
     process.start()
     try:
         server = process.server

@@ -27,7 +27,8 @@ from websockets.protocol import State
 from .client import WAIT, Device, Harness, Server, unique_id
 
 if TYPE_CHECKING:
-    from conftest import ServerProcess, StartServer
+    from conftest import StartServer
+    from servers import ServerProcess
 
 #: RFC 6455, 1.3: appended to the client's key to compute Sec-WebSocket-Accept.
 GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
