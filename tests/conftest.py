@@ -7,6 +7,8 @@ tests that must tell a seat freed at once from one freed by lease expiry.
 `server_process` is a server of a test's own, which the test may kill or stop
 and start again on the same database (restarts, graceful shutdown);
 `own_server` starts servers of a test's own with flags and options of its choice.
+
+`--seed N` makes the randomized runs replay the choices of seed N.
 """
 
 from __future__ import annotations
@@ -24,6 +26,17 @@ pytest_plugins = ["pg"]  # the `postgres` fixture, shared by every suite
 #: The lease TTL of `server_process`: long enough to restart the server and
 #: reconnect within it, short enough to wait for a lease to expire.
 RESTART_LEASE_TTL = 3
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--seed", type=int, default=None, help="seed of the randomized runs")
+
+
+@pytest.fixture
+def seed(request: pytest.FixtureRequest) -> int | None:
+    """`--seed`, or None: each randomized run then draws its own and reports it."""
+    chosen: int | None = request.config.getoption("--seed")
+    return chosen
 
 
 @pytest.fixture(scope="session")

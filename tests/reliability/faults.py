@@ -28,26 +28,18 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from server.client import Harness, Server
 from servers import ServerProcess, free_port, new_admin_token
 
-from .churn import Choices, Fleet, Member, PresencePoller, clock, poll_until
+from .churn import Choices, churners, live_grants, seat_pool
+from .fleet import Fleet, PresencePoller, poll_until
 from .history import Grant, Verdict, check
+from .lines import clock
 
 Say = Callable[[str], None]
 
 
 def quiet(text: str) -> None:
     del text
-
-
-async def seat_pool(server: Server, users: int, seats: int) -> tuple[str, list[Member]]:
-    """A domain with one pool of `seats` and `users` seat users of it."""
-    async with Harness(server) as harness:
-        domain = await harness.new_domain(seat_licenses=seats, named_licenses=users)
-        pool = await domain.pool(seats, pool_id="desk")
-        members = [await domain.seat_user(pool) for _ in range(users)]
-    return domain.id, [Member(m.id, m.name, m.token) for m in members]
 
 
 async def presence(base_url: str, admin_token: str, domain: str) -> dict[str, Any]:
@@ -176,10 +168,10 @@ async def kill_loop(
     poller: PresencePoller | None = None
     try:
         server = process.server
-        domain, members = await seat_pool(server, users, seats)
-        fleet = Fleet([server.base_url], members, Choices())
+        domain, members = await seat_pool(process, users, seats)
+        fleet = Fleet([server.base_url])
         poller = PresencePoller(fleet, server.admin_token, domain)
-        fleet.start()
+        churners(fleet, members, Choices())
         poller.start()
         for number in range(1, cycles + 1):
             await asyncio.sleep(rng.uniform(*churn))  # the load runs
@@ -190,7 +182,7 @@ async def kill_loop(
             await asyncio.to_thread(process.kill)
             if not await fleet.lines_closed(10.0):
                 cycle.notes.append("some connections outlived the server")
-            live = fleet.live_grants()
+            live = live_grants(fleet)
             cycle.live = len(live)
             await asyncio.to_thread(process.start)
             restarted = clock()
@@ -215,6 +207,7 @@ async def kill_loop(
                 await poller.stop()
             if fleet is not None:
                 await fleet.stop()
+                await fleet.close_lines()
         finally:
             await asyncio.to_thread(process.stop)
     run.record(fleet, poller, clock() - started)
@@ -337,10 +330,10 @@ async def node_faults(
             nodes[name].launch()
         for node in nodes.values():
             await asyncio.to_thread(node.wait_until_healthy)
-        domain, members = await seat_pool(nodes["a"].server, users, seats)
-        fleet = Fleet([node.server.base_url for node in nodes.values()], members, Choices())
+        domain, members = await seat_pool(nodes["a"], users, seats)
+        fleet = Fleet([node.base_url for node in nodes.values()])
         poller = PresencePoller(fleet, admin_token, domain)
-        fleet.start()
+        churners(fleet, members, Choices())
         poller.start()
         for number, fault in enumerate(faults, 1):
             await asyncio.sleep(rng.uniform(*churn))  # the load runs
@@ -369,6 +362,7 @@ async def node_faults(
                 await poller.stop()
             if fleet is not None:
                 await fleet.stop()
+                await fleet.close_lines()
         finally:
             for node in nodes.values():
                 await asyncio.to_thread(node.stop)
@@ -386,7 +380,7 @@ async def _kill_node(fleet: Fleet, node: ServerProcess, cycle: Cycle, lease_ttl:
     await asyncio.to_thread(node.kill)
     if not await fleet.lines_closed(10.0, node.server.base_url):
         cycle.notes.append("some connections outlived node A")
-    live = fleet.live_grants()
+    live = live_grants(fleet)
     cycle.live = len(live)
     fleet.resume()
     await reclaims(fleet, live, killed, lease_ttl, cycle)
