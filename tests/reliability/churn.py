@@ -218,6 +218,7 @@ class ChurnRun:
     counts: Counter[str] = field(default_factory=Counter)
     answers: Counter[str] = field(default_factory=Counter)
     latencies: list[float] = field(default_factory=list)
+    unanswered: list[str] = field(default_factory=list)
     settled: Settled | None = None
     verdict: Verdict = field(default_factory=Verdict)
     presence_faults: list[str] = field(default_factory=list)
@@ -231,8 +232,7 @@ class ChurnRun:
         found += self.presence_faults
         if self.settled is not None:
             found += [f"after the churn: {left}" for left in self.settled.left.values()]
-        if self.counts["timeouts"]:
-            found.append(f"{self.counts['timeouts']} hellos or calls left unanswered (gave up)")
+        found += [f"a device gave up waiting for an answer: {story}" for story in self.unanswered]
         return found
 
     def summary(self) -> str:
@@ -284,6 +284,7 @@ async def issue_churn(
     finally:
         await asyncio.to_thread(stop_all, nodes)
     run.counts, run.answers, run.latencies = fleet.counts, fleet.answers, fleet.latencies
+    run.unanswered = fleet.unanswered
     run.verdict = check(fleet.grants, fleet.proofs)
     run.presence_faults = poller.faults
     return run

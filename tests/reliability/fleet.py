@@ -41,6 +41,7 @@ class Fleet:
     counts: Counter[str] = field(default_factory=Counter)
     latencies: list[float] = field(default_factory=list)  # hello or acquire to its answer
     answers: Counter[str] = field(default_factory=Counter)  # those answers, by type or code
+    unanswered: list[str] = field(default_factory=list)  # stories of lines left waiting
     # The open lines, in the order they were opened (so that a seed makes the same choices).
     lines: dict[Line, None] = field(default_factory=dict)
     stopping: bool = False

@@ -165,7 +165,9 @@ class Line:
                 message = await request.answer
         except TimeoutError:
             self.fleet.count("timeouts")
+            self._tell(f"no answer within {patience:g} s")
             self.drop(let_go=False)
+            self.fleet.unanswered.append(self.describe())
             return CLOSED
         finally:
             self._request = None

@@ -550,11 +550,8 @@ def judge(report: Report, fleet: Fleet, poller: PresencePoller | None) -> None:
         report.snapshots = poller.snapshots
         for text in poller.faults:
             report.violate(text, f"snapshot: {text}")
-    if fleet.counts["timeouts"]:
-        report.violate(
-            "timeouts",
-            f"{fleet.counts['timeouts']} requests went unanswered for {ANSWER_TIMEOUT:g} s",
-        )
+    for number, story in enumerate(fleet.unanswered):
+        report.violate(f"unanswered {number}", f"no answer within {ANSWER_TIMEOUT:g} s: {story}")
     if report.settled is not None:
         for key, text in report.settled.left.items():
             report.violate(
