@@ -4,26 +4,22 @@ down, and a device told so would retry without end."""
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from pg import PostgresServer
 from server.client import Harness, Server, ok, refused
-
-from .conftest import Node
+from servers import ServerProcess
 
 
 @pytest.fixture
 def node(postgres: PostgresServer, tmp_path: Path) -> Iterator[Server]:
     database_url = postgres.create_database()
-    node = Node("a", database_url, f"admin-{os.urandom(8).hex()}", tmp_path)
     try:
-        node.wait_until_healthy()
-        yield node.server
+        with ServerProcess(tmp_path, database=database_url) as process:
+            yield process.server
     finally:
-        node.stop()
         postgres.drop_database(database_url)
 
 

@@ -94,7 +94,7 @@ async def test_an_expired_token_is_refused_and_what_it_opened_keeps_running(
     postgres.sql(
         "UPDATE tokens SET expires_at = extract(epoch FROM clock_timestamp()) - 1 "
         f"WHERE id IN ({expired})",
-        cluster.database_url,
+        cluster.a.database,
     )
     for harness in (on_a, on_b):
         await harness.unauthorized_hello(user["token"])
@@ -136,7 +136,7 @@ async def test_a_login_checked_as_its_token_is_revoked_does_not_outlive_it(
         token = await domain.user_token(await domain.named_user())
     else:
         token = await domain.new_token("wallboard")
-    database = await asyncpg.connect(cluster.database_url)
+    database = await asyncpg.connect(cluster.a.database)
     try:
         # Hold the token's row: the revocation waits for it, then B's login,
         # which notes the token's first use.

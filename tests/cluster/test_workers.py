@@ -13,9 +13,8 @@ from pathlib import Path
 
 from pg import PostgresServer
 from server.client import Api, Device, Harness, refused
+from servers import ServerProcess
 from websockets.exceptions import ConnectionClosed
-
-from .conftest import Node
 
 WORKERS = 2
 
@@ -29,9 +28,10 @@ async def test_workers_share_one_port_and_every_rule(
     postgres: PostgresServer, tmp_path: Path
 ) -> None:
     database_url = postgres.create_database()
-    node = Node("w", database_url, f"admin-{os.urandom(8).hex()}", tmp_path, "--workers", "2")
+    node = ServerProcess(tmp_path, database=database_url, flags=("--workers", str(WORKERS)))
     try:
-        node.wait_until_healthy()
+        node.start()
+        assert node.process is not None
         assert len(children(node.process.pid)) >= WORKERS  # the workers (and spawn's helper)
         async with Harness(node.server) as harness:
             domain = await harness.new_domain()
@@ -48,8 +48,7 @@ async def test_workers_share_one_port_and_every_rule(
             for device in devices:
                 if device.welcome is None:
                     await device.expect("availability", occupied=2, free=1)
-        node.process.terminate()
-        assert node.process.wait(15) is not None
+        node.terminate()  # every worker stops, within the shutdown timeout
     finally:
         node.stop()
         postgres.drop_database(database_url)
@@ -106,11 +105,12 @@ async def admitted(device: Device) -> bool:
     return True
 
 
-def start_workers(postgres: PostgresServer, tmp_path: Path, *flags: str) -> tuple[Node, str]:
+def start_workers(
+    postgres: PostgresServer, tmp_path: Path, *flags: str
+) -> tuple[ServerProcess, str]:
     database_url = postgres.create_database()
-    admin_token = f"admin-{os.urandom(8).hex()}"
-    node = Node("w", database_url, admin_token, tmp_path, "--workers", str(WORKERS), *flags)
-    node.wait_until_healthy()
+    node = ServerProcess(tmp_path, database=database_url, flags=("--workers", str(WORKERS), *flags))
+    node.start()
     return node, database_url
 
 

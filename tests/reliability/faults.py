@@ -15,7 +15,6 @@ started again under load.
 from __future__ import annotations
 
 import asyncio
-import functools
 import os
 import random
 import shutil
@@ -29,25 +28,18 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from server.client import Harness, Server
+from servers import ServerProcess, free_port, new_admin_token
 
-from .churn import Choices, Fleet, Member, PresencePoller, clock, poll_until
+from .churn import Choices, churners, live_grants, seat_pool
+from .fleet import Fleet, PresencePoller, poll_until
 from .history import Grant, Verdict, check
+from .lines import clock
 
 Say = Callable[[str], None]
 
 
 def quiet(text: str) -> None:
     del text
-
-
-async def seat_pool(server: Server, users: int, seats: int) -> tuple[str, list[Member]]:
-    """A domain with one pool of `seats` and `users` seat users of it."""
-    async with Harness(server) as harness:
-        domain = await harness.new_domain(seat_licenses=seats, named_licenses=users)
-        pool = await domain.pool(seats, pool_id="desk")
-        members = [await domain.seat_user(pool) for _ in range(users)]
-    return domain.id, [Member(m.id, m.name, m.token) for m in members]
 
 
 async def presence(base_url: str, admin_token: str, domain: str) -> dict[str, Any]:
@@ -167,21 +159,19 @@ async def kill_loop(
     say: Say = quiet,
 ) -> Run:
     """SIGKILL the SQLite server `cycles` times under load; see the module docstring."""
-    from conftest import ServerProcess
-
     started = clock()
     run = Run("kill -9 of the SQLite server", users, seats, lease_ttl)
-    process = ServerProcess(workdir, lease_ttl)
+    process = ServerProcess(workdir, lease_ttl=lease_ttl)
     rng = random.Random(seed)
     await asyncio.to_thread(process.start)
     fleet: Fleet | None = None
     poller: PresencePoller | None = None
     try:
         server = process.server
-        domain, members = await seat_pool(server, users, seats)
-        fleet = Fleet([server.base_url], members, Choices())
+        domain, members = await seat_pool(process, users, seats)
+        fleet = Fleet([server.base_url])
         poller = PresencePoller(fleet, server.admin_token, domain)
-        fleet.start()
+        churners(fleet, members, Choices())
         poller.start()
         for number in range(1, cycles + 1):
             await asyncio.sleep(rng.uniform(*churn))  # the load runs
@@ -192,7 +182,7 @@ async def kill_loop(
             await asyncio.to_thread(process.kill)
             if not await fleet.lines_closed(10.0):
                 cycle.notes.append("some connections outlived the server")
-            live = fleet.live_grants()
+            live = live_grants(fleet)
             cycle.live = len(live)
             await asyncio.to_thread(process.start)
             restarted = clock()
@@ -217,6 +207,7 @@ async def kill_loop(
                 await poller.stop()
             if fleet is not None:
                 await fleet.stop()
+                await fleet.close_lines()
         finally:
             await asyncio.to_thread(process.stop)
     run.record(fleet, poller, clock() - started)
@@ -231,7 +222,7 @@ class Postgres:
     again on the same data directory and port (see `tests/pg.py`)."""
 
     def __init__(self) -> None:
-        from pg import _bindir, _initdb, _owner, free_port
+        from pg import _bindir, _initdb, _owner
 
         self.bindir, self.owner = _bindir(), _owner()
         # Not under the run's directory: the server may run as another user.
@@ -315,16 +306,14 @@ async def node_faults(
 
     `faults` are `kill` (SIGKILL node A, start it again), `pause` (SIGSTOP node A
     for lease_ttl + 2 s, then SIGCONT) and `database:SECONDS` (stop PostgreSQL,
-    start it again after SECONDS, by default the lease TTL).
+    start it again after SECONDS, by default the lease TTL). The nodes' logs are
+    in `workdir`/node-a and node-b.
     """
-    from cluster.conftest import Node
-
     started = clock()
     run = Run("two nodes on PostgreSQL", users, seats, lease_ttl)
     postgres = Postgres()
-    admin_token = f"admin-{os.urandom(16).hex()}"
-    flags = ("--lease-ttl", str(lease_ttl))  # after the cluster's own: the last one counts
-    nodes: dict[str, Any] = {}
+    admin_token = new_admin_token()
+    nodes: dict[str, ServerProcess] = {}
     rng = random.Random(seed)
     fleet: Fleet | None = None
     poller: PresencePoller | None = None
@@ -332,23 +321,26 @@ async def node_faults(
         await asyncio.to_thread(postgres.start)
         database = await asyncio.to_thread(postgres.create_database)
         for name in "ab":
-            nodes[name] = Node(name, database, admin_token, workdir, *flags)
+            nodes[name] = ServerProcess(
+                workdir / f"node-{name}",
+                database=database,
+                admin_token=admin_token,
+                lease_ttl=lease_ttl,
+            )
+            nodes[name].launch()
         for node in nodes.values():
             await asyncio.to_thread(node.wait_until_healthy)
-        domain, members = await seat_pool(nodes["a"].server, users, seats)
-        fleet = Fleet([node.server.base_url for node in nodes.values()], members, Choices())
+        domain, members = await seat_pool(nodes["a"], users, seats)
+        fleet = Fleet([node.base_url for node in nodes.values()])
         poller = PresencePoller(fleet, admin_token, domain)
-        fleet.start()
+        churners(fleet, members, Choices())
         poller.start()
         for number, fault in enumerate(faults, 1):
             await asyncio.sleep(rng.uniform(*churn))  # the load runs
             cycle = Cycle(f"{fault} {number}", clock())
             run.cycles.append(cycle)
             if fault == "kill":
-                again = functools.partial(
-                    Node, f"a{number}", database, admin_token, workdir, *flags
-                )
-                nodes["a"] = await _kill_node(fleet, nodes["a"], cycle, again, lease_ttl)
+                await _kill_node(fleet, nodes["a"], cycle, lease_ttl)
             elif fault == "pause":
                 await _pause_node(fleet, nodes["a"], cycle, lease_ttl)
             else:
@@ -370,6 +362,7 @@ async def node_faults(
                 await poller.stop()
             if fleet is not None:
                 await fleet.stop()
+                await fleet.close_lines()
         finally:
             for node in nodes.values():
                 await asyncio.to_thread(node.stop)
@@ -378,33 +371,25 @@ async def node_faults(
     return run
 
 
-async def _kill_node(
-    fleet: Fleet,
-    node: Any,
-    cycle: Cycle,
-    start_again: Callable[[], Any],
-    lease_ttl: int,
-) -> Any:
+async def _kill_node(fleet: Fleet, node: ServerProcess, cycle: Cycle, lease_ttl: int) -> None:
     """SIGKILL node A: its devices log in again through B and keep their seats;
-    then A starts again (on a new port) and takes devices again."""
+    then A starts again and takes devices again."""
     fleet.hold_back()
     killed = clock()
     fleet.urls.remove(node.server.base_url)
     await asyncio.to_thread(node.kill)
     if not await fleet.lines_closed(10.0, node.server.base_url):
         cycle.notes.append("some connections outlived node A")
-    live = fleet.live_grants()
+    live = live_grants(fleet)
     cycle.live = len(live)
     fleet.resume()
     await reclaims(fleet, live, killed, lease_ttl, cycle)
-    restarted = start_again()
-    await asyncio.to_thread(restarted.wait_until_healthy)
+    await asyncio.to_thread(node.start)
     cycle.down_seconds = clock() - killed
-    fleet.urls.append(restarted.server.base_url)
-    return restarted
+    fleet.urls.append(node.base_url)
 
 
-async def _pause_node(fleet: Fleet, node: Any, cycle: Cycle, lease_ttl: int) -> None:
+async def _pause_node(fleet: Fleet, node: ServerProcess, cycle: Cycle, lease_ttl: int) -> None:
     """SIGSTOP node A past the lease TTL: its devices give up on it and log in
     through B; when A runs again it must not serve the seats it lost."""
     paused = clock()
@@ -420,7 +405,7 @@ async def _pause_node(fleet: Fleet, node: Any, cycle: Cycle, lease_ttl: int) -> 
 
 
 async def _restart_database(
-    fleet: Fleet, postgres: Postgres, nodes: list[Any], cycle: Cycle, outage: float
+    fleet: Fleet, postgres: Postgres, nodes: list[ServerProcess], cycle: Cycle, outage: float
 ) -> None:
     """Stop PostgreSQL under load for `outage` s; the nodes must serve again after."""
     stopped = clock()

@@ -7,17 +7,25 @@
    (`faults.node_faults`).
 3. `fuzz`: 10,000+ hostile frames, with a healthy device's heartbeat latency
    before and during (`hostile.campaign`).
+4. `random`: the I/O-level randomized run of issue 12 (`randomized.py`), for
+   `--seconds` on one SQLite server and on two nodes sharing PostgreSQL, with
+   the choices of `--seed`.
+5. `churn`: the churn of issue 12 (`churn.issue_churn`), 20 s on SQLite and on
+   two nodes sharing PostgreSQL, driven as fast as the machine allows there.
 
 Each writes its figures into `docs/RELIABILITY.md` (or `--out`); the exit
-status is 1 if any run found a fault. Bounded in time: about 8 minutes.
+status is 1 if any run found a fault. Bounded in time: about 8 minutes for the
+first three, and about 5 more for `random` and `churn`.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
 import platform
+import random
 import shutil
 import statistics
 import subprocess
@@ -25,16 +33,30 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 
-from .faults import Run, kill_loop, node_faults
+from servers import ServerProcess, new_admin_token
+
+from .agreement import PROMPT
+from .churn import ISSUE_CHOICES, ChurnRun, issue_churn
+from .faults import Postgres, Run, kill_loop, node_faults
+from .fleet import percentiles
 from .hostile import campaign, prepare
+from .lines import ANSWER_TIMEOUT
+from .randomized import LEASE_TTL, Report, randomized_run
 
 REPO = Path(__file__).resolve().parent.parent.parent
 NODE_FAULTS = ["kill", "pause", "database:1", "kill", "database:2.5", "pause", "database:6", "kill"]
+CHURN_SECONDS = 20.0
+#: On PostgreSQL the churn runs each user on this many pairs of devices at
+#: once, without pauses, and a device gives up on a hello unanswered after
+#: CHURN_PATIENCE s: the issue's storm (about 350 hellos a second, devices
+#: dropping the hellos left waiting).
+CHURN_PAIRS = 3
+CHURN_PATIENCE = 1.0
 FUZZ_BUDGET = 240.0  # seconds
 BASELINE_SECONDS = 15.0
 COMMAND = "python -m tests.reliability"
@@ -167,7 +189,7 @@ def kill_section(workdir: Path, cycles: int) -> Section:
 def nodes_section(workdir: Path) -> Section:
     say(f"two nodes on PostgreSQL: {', '.join(NODE_FAULTS)}")
     run = asyncio.run(node_faults(workdir, NODE_FAULTS, say=say))
-    logged = tracebacks(*workdir.glob("node-*.log"))
+    logged = tracebacks(*workdir.glob("node-*/stderr.log"))
     notes = [f"- {c.fault}: {note}" for c in run.cycles for note in c.notes]
     closed = run.counts["refused:closed"]
     body = [
@@ -209,10 +231,8 @@ def nodes_section(workdir: Path) -> Section:
 
 
 def fuzz_section(workdir: Path, frames: int) -> Section:
-    from conftest import ServerProcess
-
     say(f"hostile frames: {frames}+")
-    process = ServerProcess(workdir, 30, ("--auth-failures-per-minute", "1000000"))
+    process = ServerProcess(workdir, lease_ttl=30, flags=("--auth-failures-per-minute", "1000000"))
     process.start()
     try:
         server = process.server
@@ -265,6 +285,136 @@ def fuzz_section(workdir: Path, frames: int) -> Section:
     return Section("Hostile frames", ok, summary, body)
 
 
+@contextlib.contextmanager
+def two_nodes(workdir: Path, lease_ttl: float) -> Iterator[list[ServerProcess]]:
+    """Two server nodes (not started) on a PostgreSQL server of their own."""
+    postgres = Postgres()
+    try:
+        postgres.start()
+        database = postgres.create_database()
+        token = new_admin_token()
+        yield [
+            ServerProcess(
+                workdir / f"node-{name}", database=database, admin_token=token, lease_ttl=lease_ttl
+            )
+            for name in "ab"
+        ]
+    finally:
+        postgres.remove()
+
+
+def random_section(workdir: Path, seconds: float, seed: int) -> Section:
+    say(f"randomized operations: {seconds:g} s per backend, seed {seed}")
+    reports: list[Report] = []
+    node = ServerProcess(workdir / "sqlite", lease_ttl=LEASE_TTL)
+    reports.append(asyncio.run(randomized_run([node], seconds, seed, "SQLite")))
+    say(reports[-1].text())
+    with two_nodes(workdir, LEASE_TTL) as nodes:
+        run = randomized_run(nodes, seconds, seed, "two nodes on PostgreSQL")
+        reports.append(asyncio.run(run))
+    say(reports[-1].text())
+    logged = tracebacks(*workdir.glob("*/stderr.log"))
+    body = [
+        "Real devices do random operations on real servers and drop out at random points",
+        "of every step (`tests/reliability/randomized.py`): one domain with pools of 1, 2",
+        "and 4 seats, 17 seat users and 4 named users with three devices each; each user",
+        "logs in (asking to queue, to take over, or on a device it already uses), acquires",
+        "again after a refusal, calls and logs out, and disconnects by a clean close or an",
+        "abrupt TCP drop before `hello`, right after it, after `queued`, after a refusal,",
+        "during a call, during `logout`, during a takeover; two admins race them: seats",
+        "granted from the queue while the queued devices drop, admin releases and license",
+        "changes while the devices drop, pool resizes. At quiet points (every actor parked)",
+        "presence must agree with the live devices: every held lease belongs to a live",
+        "session welcomed to that seat, occupancy and queues equal the live holders and",
+        "waiters, nothing is held twice. After the run every device goes (closed or",
+        f"dropped) and nothing may stay held or queued (promptly: within {PROMPT:g} s; at",
+        f"worst within lease_ttl {LEASE_TTL} s + a margin). Seed {seed}: "
+        f"`{COMMAND} --only random --seed {seed}` replays its choices.",
+        "",
+        *table(
+            ["figure", *[r.backend for r in reports]],
+            [
+                ["operations", *[sum(r.operations.values()) for r in reports]],
+                ["disconnects injected", *[sum(r.disconnects.values()) for r in reports]],
+                ["quiet points checked", *[len(r.quiet_waits) for r in reports]],
+                ["grants (welcomes of a seat)", *[r.verdict.grants for r in reports]],
+                ["hello/acquire answer time", *[percentiles(r.latencies) for r in reports]],
+                [
+                    "after every device was gone",
+                    *[r.settled.summary() if r.settled else "-" for r in reports],
+                ],
+                ["**violations**", *[f"**{len(r.violations)}**" for r in reports]],
+            ],
+        ),
+        f"Unhandled exceptions in the servers' logs: {logged}.",
+        "",
+    ]
+    for report in reports:
+        body += ["```", report.text(), "```", ""]
+    ok = all(report.ok for report in reports) and not logged
+    summary = "; ".join(
+        f"{r.backend}: {sum(r.operations.values())} operations, "
+        f"{sum(r.disconnects.values())} disconnects, {len(r.violations)} violations"
+        for r in reports
+    )
+    return Section("Randomized operations with disconnects (issue 12)", ok, summary, body)
+
+
+def churn_section(workdir: Path) -> Section:
+    say(f"the churn of issue 12: {CHURN_SECONDS:g} s per backend")
+    runs: list[ChurnRun] = []
+    node = ServerProcess(workdir / "sqlite", lease_ttl=LEASE_TTL)
+    runs.append(asyncio.run(issue_churn([node], CHURN_SECONDS)))
+    say(runs[-1].summary())
+    flat_out = replace(ISSUE_CHOICES, backoff=(0.0, 0.0), patience=CHURN_PATIENCE)
+    with two_nodes(workdir, LEASE_TTL) as nodes:
+        churn = issue_churn(nodes, CHURN_SECONDS, choices=flat_out, pairs=CHURN_PAIRS)
+        runs.append(asyncio.run(churn))
+    say(runs[-1].summary())
+    logged = tracebacks(*workdir.glob("*/stderr.log"))
+    body = [
+        "25 seat users of a 6-seat pool log in and out for 20 s, a third of them asking to",
+        "queue (and leaving the queue after up to a second) and some taking over; half of",
+        "the holds and half of the refused or queue-leaving sessions end with an abrupt",
+        "drop; then every connection is dropped, in the middle of whatever it was doing.",
+        "Afterwards no seat may be held and nobody queued; meanwhile each `hello` and",
+        "`acquire` must be answered (`welcome`, `queued` or an error) within "
+        f"{ANSWER_TIMEOUT:g} s.",
+        f"On PostgreSQL each user churns on {CHURN_PAIRS} pairs of devices at once, without",
+        "pauses, for the issue's rate of hellos (about 350 a second for one domain), and a",
+        f"device waits at most {CHURN_PATIENCE:g} s for the answer to its `hello`: one left",
+        "waiting longer gives up (drops its connection), and counts as a fault.",
+        "",
+        *table(
+            ["figure", "SQLite", "two nodes on PostgreSQL"],
+            [
+                ["hellos", *[r.hellos for r in runs]],
+                ["hellos a second", *[f"{r.hellos / r.seconds:.0f}" for r in runs]],
+                ["answered by a welcome", *[r.answers["welcome"] for r in runs]],
+                ["answers", *[dict(r.answers.most_common()) for r in runs]],
+                ["answer time", *[percentiles(r.latencies) for r in runs]],
+                ["hellos left unanswered (gave up)", *[r.counts["timeouts"] for r in runs]],
+                ["connections dropped at the end", *[r.counts["dropped at the end"] for r in runs]],
+                ["afterwards", *[r.settled.summary() if r.settled else "-" for r in runs]],
+                ["**faults**", *[f"**{len(r.problems())}**" for r in runs]],
+            ],
+        ),
+        f"Unhandled exceptions in the servers' logs: {logged}.",
+        "",
+    ]
+    for run in runs:
+        if run.problems():
+            body += [
+                f"Faults on {run.nodes} node(s):",
+                "",
+                *[f"- {p}" for p in run.problems()[:30]],
+                "",
+            ]
+    ok = not any(run.problems() for run in runs) and not logged
+    summary = "; ".join(r.summary() for r in runs)
+    return Section("The churn of issue 12", ok, summary, body)
+
+
 def commit() -> str:
     def git(*args: str) -> str:
         done = subprocess.run(["git", *args], cwd=REPO, capture_output=True, text=True)
@@ -294,6 +444,11 @@ FAST_TESTS = [
     ),
     ("test_secrets.py", "tokens stored as SHA-256 only, never logged; database file mode 0600"),
     ("test_history.py", "the history checker itself, on histories written by hand"),
+    (
+        "test_randomized.py",
+        "the randomized operations with disconnects, 8 s on SQLite and on two nodes on PostgreSQL",
+    ),
+    ("test_churn.py", "the churn of issue 12, 8 s on SQLite and on two nodes on PostgreSQL"),
 ]
 
 
@@ -348,6 +503,8 @@ RUNS: dict[str, Callable[[Path, argparse.Namespace], Section]] = {
     "kill": lambda workdir, args: kill_section(workdir, args.cycles),
     "nodes": lambda workdir, args: nodes_section(workdir),
     "fuzz": lambda workdir, args: fuzz_section(workdir, args.frames),
+    "random": lambda workdir, args: random_section(workdir, args.seconds, args.seed),
+    "churn": lambda workdir, args: churn_section(workdir),
 }
 
 
@@ -358,7 +515,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cycles", type=int, default=20, help="kill -9 cycles")
     parser.add_argument("--frames", type=int, default=10_000, help="hostile frames, at least")
     parser.add_argument("--only", action="append", choices=sorted(RUNS), help="repeatable")
+    parser.add_argument(
+        "--seconds", type=float, default=60.0, help="randomized run length, per backend"
+    )
+    parser.add_argument(
+        "--seed", type=int, default=None, help="randomized run's seed (default: a new one)"
+    )
     args = parser.parse_args(argv)
+    if args.seed is None:
+        args.seed = random.randrange(2**32)
     started = time.monotonic()
     root = Path(tempfile.mkdtemp(prefix="presence-reliability-"))
     sections = []

@@ -23,7 +23,8 @@ from websockets.frames import Opcode
 from .hostile import HeartbeatProbe, Latency, prepare
 
 if TYPE_CHECKING:
-    from conftest import OpenRaw, ServerProcess, StartServer
+    from conftest import OpenRaw, StartServer
+    from servers import ServerProcess
 
 FRAMES_PER_SECOND = 200
 #: How long the fragment flood runs, and how many connections flood at once.

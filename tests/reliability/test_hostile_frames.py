@@ -10,13 +10,13 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from typing import TYPE_CHECKING
 
 import httpx
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from server.client import Harness, check_error
+from servers import ServerProcess
 
 from .hostile import (
     MAX_FRAME,
@@ -33,9 +33,6 @@ from .hostile import (
 )
 from .test_guard import wallboard_answer, wallboard_hello
 
-if TYPE_CHECKING:
-    from conftest import ServerProcess
-
 EXAMPLES = 300
 #: Scenarios are played until this budget is spent, whichever comes first.
 BUDGET_SECONDS = 120.0
@@ -47,9 +44,7 @@ NO_GUESSING_LIMIT = ("--auth-failures-per-minute", "1000000")
 
 @pytest.fixture(scope="module")
 def fuzzed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Target, ServerProcess]]:
-    from conftest import ServerProcess
-
-    process = ServerProcess(tmp_path_factory.mktemp("fuzz"), 30, NO_GUESSING_LIMIT)
+    process = ServerProcess(tmp_path_factory.mktemp("fuzz"), lease_ttl=30, flags=NO_GUESSING_LIMIT)
     try:
         process.start()
         server = process.server

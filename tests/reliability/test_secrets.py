@@ -10,24 +10,19 @@ import os
 import re
 import sqlite3
 import stat
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import httpx
-from pg import free_port
 from server.client import API, Harness, ok, refused
+from servers import ServerProcess
 from websockets.asyncio.client import connect
 
 if TYPE_CHECKING:
     from conftest import StartServer
 
-REPO = Path(__file__).resolve().parent.parent.parent
 HEX64 = re.compile(r"[0-9a-f]{64}")
-STARTUP_TIMEOUT = 15.0
 
 
 @contextlib.contextmanager
@@ -129,65 +124,26 @@ async def test_tokens_are_hashed_at_rest_and_never_logged(own_server: StartServe
         assert token not in logs, "a token appears in the server's logs"
 
 
-def start_without_admin_token(workdir: Path, port: int) -> subprocess.Popen[bytes]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PRESENCE_")}
-    command = [
-        sys.executable,
-        "-m",
-        "presence",
-        "serve",
-        "--port",
-        str(port),
-        "--database",
-        f"sqlite:///{workdir / 'presence.db'}",
-    ]
-    with (workdir / "stdout.log").open("ab") as out, (workdir / "stderr.log").open("ab") as err:
-        return subprocess.Popen(command, cwd=REPO, env=env, stdout=out, stderr=err)
-
-
-def wait_healthy(process: subprocess.Popen[bytes], base_url: str) -> None:
-    deadline = time.monotonic() + STARTUP_TIMEOUT
-    with httpx.Client(trust_env=False, timeout=1.0) as http:
-        while time.monotonic() < deadline:
-            assert process.poll() is None, f"the server exited with {process.returncode}"
-            with contextlib.suppress(httpx.TransportError):
-                if http.get(f"{base_url}/healthz").status_code == 200:
-                    return
-            time.sleep(0.1)  # polling for the server to come up
-    raise AssertionError(f"the server was not healthy within {STARTUP_TIMEOUT}s")
-
-
-def stop(process: subprocess.Popen[bytes]) -> None:
-    process.terminate()
-    try:
-        process.wait(10)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
-
-
 def test_a_generated_admin_token_is_printed_once_and_stored_hashed(tmp_path: Path) -> None:
-    port = free_port()
-    base_url = f"http://127.0.0.1:{port}"
+    process = ServerProcess(tmp_path, admin_token=None)
     for run in range(2):
         with permissive_umask():
-            process = start_without_admin_token(tmp_path, port)
+            process.start()
         try:
-            wait_healthy(process, base_url)
             if run == 0:
-                printed = re.findall(r"prs_[A-Za-z0-9_-]+", (tmp_path / "stdout.log").read_text())
+                printed = re.findall(r"prs_[A-Za-z0-9_-]+", process.stdout.read_text())
                 assert len(printed) == 1, printed
                 token = printed[0]
-            with httpx.Client(base_url=base_url, trust_env=False) as http:
+            with httpx.Client(base_url=process.base_url, trust_env=False) as http:
                 answer = http.get(
                     f"{API}/domains/nothing", headers={"Authorization": f"Bearer {token}"}
                 )
             assert answer.status_code == 404, answer.text  # authenticated, no such domain
         finally:
-            stop(process)
-    stdout = (tmp_path / "stdout.log").read_text()
+            process.stop()
+    stdout = process.stdout.read_text()
     assert stdout.count(token) == 1, "the generated token was printed again"
-    assert token not in (tmp_path / "stderr.log").read_text()
+    assert token not in process.stderr.read_text()
     files = database_files(tmp_path)
     assert_owner_only(files)
     assert_nowhere_in_clear(files, [token])

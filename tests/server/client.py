@@ -47,8 +47,8 @@ class Server:
 
     base_url: str
     admin_token: str
-    heartbeat_interval: int
-    lease_ttl: int
+    heartbeat_interval: float
+    lease_ttl: float
 
     @property
     def ws_url(self) -> str:

@@ -16,12 +16,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import httpx
-from pg import free_port
+from servers import free_port
 
 from .client import API, Server
 
 if TYPE_CHECKING:
-    from conftest import ServerProcess
+    from servers import ServerProcess
 
 REPO = Path(__file__).resolve().parent.parent.parent
 GENERATED = re.compile(r"Server admin token \(shown once, keep it\): (prs_[A-Za-z0-9_-]+)")

@@ -25,7 +25,8 @@ from .client import API, WAIT, Harness, Server, ok, refused, unique_id
 from .raw import rss_kib
 
 if TYPE_CHECKING:
-    from conftest import ServerProcess, StartServer
+    from conftest import StartServer
+    from servers import ServerProcess
 
 MAX_BODY = 64 * 1024
 #: What the hostile uploads claim or send: far more than the node should hold.

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 from .client import Device, Domain, Harness, Member, Message
 
 if TYPE_CHECKING:
-    from conftest import ServerProcess
+    from servers import ServerProcess
 
 #: How long a graceful shutdown may take, from SIGTERM to the process's exit.
 SHUTDOWN_LIMIT = 10.0

@@ -35,7 +35,7 @@ from .client import (
 if TYPE_CHECKING:
     from pathlib import Path
 
-    from conftest import ServerProcess
+    from servers import ServerProcess
 
 TOKEN_KEYS = frozenset(
     {"id", "role", "label", "user_id", "created_at", "expires_at", "last_used_at"}

@@ -29,7 +29,8 @@ from .client import WAIT, Device, Harness, Server, check_error, unique_id
 from .raw import RawWebSocket, fragmented, frame, text
 
 if TYPE_CHECKING:
-    from conftest import OpenRaw, ServerProcess, StartServer
+    from conftest import OpenRaw, StartServer
+    from servers import ServerProcess
 
 #: RFC 6455, 1.3: appended to the client's key to compute Sec-WebSocket-Accept.
 GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"

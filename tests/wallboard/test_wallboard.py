@@ -10,15 +10,8 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
-import queue
 import re
 import signal
-import socket
-import subprocess
-import sys
-import threading
-import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -27,9 +20,9 @@ from typing import Any
 import httpx
 import pytest
 from playwright.sync_api import Browser, Page, WebSocketRoute, expect, sync_playwright
+from servers import ServerProcess
 from websockets.sync.client import ClientConnection, connect
 
-REPO = Path(__file__).resolve().parents[2]
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
     "--no-sandbox",
@@ -44,81 +37,16 @@ CHROMIUM_ARGS = [
 SHOWN = 1000
 #: ms: for what takes longer by design (a reconnection after backoff).
 RECONNECT = 10_000
-#: s: for a server process to start or stop, and for the demo to log someone in.
+#: s: for the demo to print its wallboard URL; ms: for it to log someone in.
 STARTUP = 20.0
 DEMO_ACTIVE = 20_000
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
-
-
-def _clean_env() -> dict[str, str]:
-    return {k: v for k, v in os.environ.items() if not k.startswith("PRESENCE_")}
-
-
-def _wait_healthy(process: subprocess.Popen[Any], base_url: str) -> None:
-    deadline = time.monotonic() + STARTUP
-    with httpx.Client(trust_env=False, timeout=1.0) as http:
-        while time.monotonic() < deadline:
-            assert process.poll() is None, f"the server exited with {process.returncode}"
-            try:
-                if http.get(f"{base_url}/healthz").status_code == 200:
-                    return
-            except httpx.TransportError:
-                pass
-            time.sleep(0.05)  # polling interval, not a wait for an outcome
-    pytest.fail(f"the server was not healthy within {STARTUP} s")
-
-
-def _stop(process: subprocess.Popen[Any]) -> int:
-    process.send_signal(signal.SIGTERM)
-    try:
-        return process.wait(STARTUP)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
-        raise
-
-
-class ServerProcess:
-    """``python -m presence serve`` on one port and database; restartable."""
-
-    def __init__(self, workdir: Path) -> None:
-        self.port = _free_port()
-        self.base_url = f"http://127.0.0.1:{self.port}"
-        self.ws_url = f"ws://127.0.0.1:{self.port}/ws/device"
-        self.admin_token = f"admin-{uuid.uuid4().hex}"
-        self.database = f"sqlite:///{workdir / 'presence.db'}"
-        self.log = workdir / "server.log"
-        self.process: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        command = [
-            sys.executable, "-m", "presence", "serve", "--database", self.database,
-            "--port", str(self.port), "--lease-ttl", "60", "--heartbeat-interval", "20",
-        ]  # fmt: skip
-        env = {**_clean_env(), "PRESENCE_ADMIN_TOKEN": self.admin_token}
-        with self.log.open("ab") as log:
-            self.process = subprocess.Popen(command, cwd=REPO, env=env, stdout=log, stderr=log)
-        _wait_healthy(self.process, self.base_url)
-
-    def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            _stop(self.process)
-
-
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
-    running = ServerProcess(tmp_path_factory.mktemp("wallboard"))
-    running.start()
-    try:
+    workdir = tmp_path_factory.mktemp("wallboard")
+    with ServerProcess(workdir, lease_ttl=60, heartbeat_interval=20) as running:
         yield running
-    finally:
-        running.stop()
 
 
 @pytest.fixture(scope="module")
@@ -410,52 +338,21 @@ def test_an_unanswered_ping_is_taken_for_a_dead_line(page: Page, scene: Scene) -
 
 
 def test_serve_demo_fills_the_board_with_simulated_devices(page: Page, tmp_path: Path) -> None:
-    port = _free_port()
-    command = [
-        sys.executable, "-m", "presence", "serve", "--demo",
-        "--database", f"sqlite:///{tmp_path / 'demo.db'}", "--port", str(port),
-    ]  # fmt: skip
-    output: list[str] = []
-    lines: queue.Queue[str] = queue.Queue()
-    with subprocess.Popen(
-        command,
-        cwd=REPO,
-        env=_clean_env(),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    ) as process:
-
-        def read() -> None:
-            for line in process.stdout or ():
-                output.append(line)
-                lines.put(line)
-
-        reader = threading.Thread(target=read)
-        reader.start()
-        try:
-            url = _wallboard_url(lines)
-            assert url.startswith(f"http://127.0.0.1:{port}/#token=")
-            page.goto(url)
-            expect(page.locator("#domain-name")).to_have_text("Demo Co")
-            expect(page.locator(".pool")).to_have_count(2)
-            held = page.locator('.tile[data-state="held"], .tile[data-state="call"]')
-            expect(held.first).to_be_visible(timeout=DEMO_ACTIVE)
-        finally:
-            # uvicorn re-raises the signal it stopped on, once it has shut down cleanly.
-            assert _stop(process) in (0, -signal.SIGTERM)
-            reader.join()
-    assert "Application shutdown complete" in "".join(output)
-    assert "Traceback" not in "".join(output)
-
-
-def _wallboard_url(lines: queue.Queue[str]) -> str:
-    deadline = time.monotonic() + STARTUP
-    while (left := deadline - time.monotonic()) > 0:
-        try:
-            line = lines.get(timeout=left)
-        except queue.Empty:
-            break
-        if line.startswith("Wallboard: "):
-            return line.removeprefix("Wallboard: ").strip()
-    pytest.fail(f"presence serve --demo printed no wallboard URL within {STARTUP} s")
+    demo = ServerProcess(
+        tmp_path, flags=("--demo",), admin_token=None, lease_ttl=30, heartbeat_interval=10
+    )
+    demo.start()
+    try:
+        url = demo.wait_for_output(r"Wallboard: (\S+)", STARTUP)[1]
+        assert url.startswith(f"{demo.base_url}/#token=")
+        page.goto(url)
+        expect(page.locator("#domain-name")).to_have_text("Demo Co")
+        expect(page.locator(".pool")).to_have_count(2)
+        held = page.locator('.tile[data-state="held"], .tile[data-state="call"]')
+        expect(held.first).to_be_visible(timeout=DEMO_ACTIVE)
+    finally:
+        # uvicorn re-raises the signal it stopped on, once it has shut down cleanly.
+        assert demo.terminate() in (0, -signal.SIGTERM)
+    output = demo.output()
+    assert "Application shutdown complete" in output
+    assert "Traceback" not in output
