@@ -307,15 +307,11 @@ class DeviceProtocol:
         if session.phase is not Phase.HOLDING and session.phase is not Phase.IN_CALL:
             session.hold(lease)
         pool: Pool | None = session.pool if lease.pool is not None else None
+        config = self.config
         session.push(
             wire.welcome_frame(
-                session.id,
-                session.user,
-                lease,
-                pool,
-                self.config.heartbeat_interval,
-                self.config.lease_ttl,
-            )  # fmt: skip
+                session.id, session.user, lease, pool, config.heartbeat_interval, config.lease_ttl
+            )
         )
 
     async def welcome_waiter(self, session: Session) -> None:
