@@ -404,14 +404,24 @@ async def test_logins_racing_a_revocation_all_end(harness: Harness) -> None:
     welcomed: list[Device] = []
 
     async def keep_logging_in() -> None:
-        """Log in on new devices, keeping them, until the token is refused."""
+        """Log in on new devices, keeping them, until the token is refused.
+
+        A login whose token was judged before the revocation is a live session
+        by then: the revocation may end it before its welcome.
+        """
         while True:
             device = await harness.device()
             await device.hello(token["token"])
-            answer = await device.outcome()
+            answer = await device.expect(("welcome", "error", "session_ended"))
+            if answer["type"] == "session_ended":
+                assert answer["reason"] == "token_revoked", answer
+                await device.expect_closed(4401)
+                return
             if answer["type"] == "error":
                 assert answer["code"] == "unauthorized", answer
+                await device.expect_closed(4401)
                 return
+            device.start_heartbeats()
             welcomed.append(device)
 
     async def revoke_among_logins() -> None:
