@@ -14,11 +14,15 @@ from typing import Protocol
 
 from .. import leases, wire
 from ..core.seats import PoolBook
+from ..errors import StorageError
 from ..notes import Note
 from ..storage import Store
 from .session import Phase, Session, Sessions
 
 logger = logging.getLogger(__name__)
+
+#: Seconds before reading again the pools the database could not give.
+RETRY_AFTER = 1.0
 
 
 class Watcher(Protocol):
@@ -42,28 +46,41 @@ class Announcer:
 
     def announce(self, key: tuple[str, str]) -> None:
         """Push a pool's state to everyone following it."""
-        self._marked[key] = None
-        self._wake.set()
+        self._mark(key, None)
 
     def announce_to(self, session: Session) -> None:
         """Push its pool's state to one session (it just logged in or waits)."""
         key = session.pool_key
         if key is not None:
-            targets = self._marked.setdefault(key, set())
-            if targets is not None:
-                targets.add(session)
-            self._wake.set()
+            self._mark(key, {session})
+
+    def _mark(self, key: tuple[str, str], targets: set[Session] | None) -> None:
+        """Mark a pool for some of its sessions, or (``None``) all of them."""
+        if targets is None:
+            self._marked[key] = None
+        else:
+            marked = self._marked.setdefault(key, set())
+            if marked is not None:
+                marked.update(targets)
+        self._wake.set()
 
     async def run(self) -> None:
         while True:
             await self._wake.wait()
             self._wake.clear()
             marked, self._marked = self._marked, {}
-            for (domain_id, pool_id), targets in marked.items():
+            unread: StorageError | None = None
+            for key, targets in marked.items():
                 try:
-                    await self._announce(domain_id, pool_id, targets)
+                    await self._announce(*key, targets)
+                except StorageError as exc:  # the database is away: announce it later
+                    unread = exc
+                    self._mark(key, targets)
                 except Exception:
-                    logger.exception("announcing pool %s/%s failed", domain_id, pool_id)
+                    logger.exception("announcing pool %s/%s failed", *key)
+            if unread is not None:
+                logger.warning("announcing %d pool(s) again later: %s", len(self._marked), unread)
+                await asyncio.sleep(RETRY_AFTER)
 
     async def _announce(self, domain_id: str, pool_id: str, targets: set[Session] | None) -> None:
         followers = self.sessions.of_pool((domain_id, pool_id))
