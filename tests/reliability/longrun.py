@@ -74,9 +74,19 @@ def say(text: str) -> None:
     print(text, flush=True)
 
 
+#: asyncpg's pool logs this warning with its traceback each time it fails to
+#: reconnect to a database that is down: the pool retrying, not a server error.
+ASYNCPG_RETRY = "Failed to restore the pool connection floor; retrying\nTraceback"
+
+
 def tracebacks(*logs: Path) -> int:
-    """Unhandled exceptions a server logged."""
-    return sum(log.read_text(errors="replace").count("Traceback") for log in logs if log.exists())
+    """Unhandled exceptions a server logged (asyncpg's reconnect warnings apart)."""
+    total = 0
+    for log in logs:
+        if log.exists():
+            text = log.read_text(errors="replace")
+            total += text.count("Traceback") - text.count(ASYNCPG_RETRY)
+    return total
 
 
 def table(header: list[str], rows: list[list[object]]) -> list[str]:
