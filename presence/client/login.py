@@ -42,6 +42,7 @@ FINAL_REASONS = frozenset(
 SEAT_REFUSALS = frozenset({"seat_occupied", "already_logged_in"})
 #: Refused the user: the token or the license is no good, and trying again never helps.
 USER_REFUSALS = frozenset({"unauthorized", "no_license"})
+LOGIN_REFUSALS = SEAT_REFUSALS | USER_REFUSALS
 #: Seconds ``stop()`` waits for the server's ``bye``.
 STOP_TIMEOUT = 5.0
 #: Doublings of the backoff's bound: enough for any ``max_delay``, and no overflow.
@@ -178,7 +179,7 @@ class Client:
         leads to no presence server; ``unavailable`` is waited out.
         """
         if self._state is not State.IDLE:
-            raise RuntimeError("start() was called already")
+            raise RuntimeError("start() is called once, before stop()")
         try:
             parse_uri(self.url)
         except (WebSocketException, ValueError) as exc:
@@ -401,11 +402,9 @@ class Client:
 
     def _refused(self, conn: Connection, error: Message) -> Message | None:
         code = error.get("code")
-        if conn.pending is not None and code not in SEAT_REFUSALS | USER_REFUSALS:
+        if conn.pending is not None and code not in LOGIN_REFUSALS:
             conn.answer(error)  # a call's
-        elif not self._started.is_set() and (
-            code in SEAT_REFUSALS or code in USER_REFUSALS or not error.get("retryable")
-        ):
+        elif not self._started.is_set() and (code in LOGIN_REFUSALS or not error.get("retryable")):
             raise LoginRefused.of(error)
         elif code in SEAT_REFUSALS:
             self._license = None

@@ -38,6 +38,11 @@ class Watcher:
         self.ended = True
         self._changed.set()
 
+    def forget(self) -> None:
+        """Forget every message seen so far."""
+        self.seen.clear()
+        self._taken.clear()
+
     def of(self, kind: str) -> list[Message]:
         return [message for message in self.seen if message["type"] == kind]
 
