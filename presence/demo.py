@@ -3,7 +3,7 @@
 :func:`prepare` creates the ``demo`` Enterprise domain through the admin HTTP
 API if it does not exist, then hands out fresh tokens: one for a wallboard and
 one per user. :func:`simulate` then runs one simulated person per user, each a
-real WebSocket client of ``/ws/device``: seat users log in, take calls, get
+real device client (:mod:`presence.client`): seat users log in, take calls, get
 refused when their pool is full and log out; named users come and go on
 several devices. Everything waits human-ish random times (seconds), and every
 person logs out when ``stop`` is set.
@@ -12,7 +12,6 @@ person logs out when ``stop`` is set.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 import random
@@ -24,8 +23,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from websockets.asyncio.client import ClientConnection, connect
-from websockets.exceptions import WebSocketException
+from .client import Client, LoginRefused, PresenceError
 
 logger = logging.getLogger(__name__)
 
@@ -51,7 +49,6 @@ ON_DUTY = (10.0, 40.0)
 BETWEEN_CALLS = (2.0, 10.0)
 CALL = (4.0, 20.0)
 RETRY_AFTER_ERROR = (2.0, 5.0)
-LOGOUT_TIMEOUT = 2.0
 
 
 class ApiError(Exception):
@@ -166,7 +163,11 @@ def _kinds(person: Person, rng: random.Random) -> list[str]:
 
 
 class Simulated:
-    """One person on one device, logging in and out until ``stop`` is set."""
+    """One person on one device, logging in and out until ``stop`` is set.
+
+    The device is a :class:`presence.client.Client`, which keeps each login
+    through lost connections by itself.
+    """
 
     def __init__(
         self,
@@ -187,64 +188,57 @@ class Simulated:
     async def run(self) -> None:
         pause = FIRST_LOGIN
         while not await self._wait(self._draw(pause)):
-            pause = OFF_DUTY
-            try:
-                await self._visit()
-            except (OSError, TimeoutError, WebSocketException) as exc:
-                logger.info("%s: connection failed (%s)", self.person.name, exc)
-                pause = RETRY_AFTER_ERROR
+            pause = await self._visit()
 
-    async def _visit(self) -> None:
-        """One login: a shift of calls, then logout. A refused login just leaves."""
-        async with connect(self.ws_url, proxy=None, open_timeout=10, close_timeout=2) as ws:
-            hello = {"type": "hello", "token": self.person.token, "device": self.device}
-            await ws.send(json.dumps(hello))
-            answer = json.loads(await asyncio.wait_for(ws.recv(), 10))
-            if answer["type"] != "welcome":
-                logger.info("%s: refused (%s)", self.person.name, answer.get("code"))
-                return
-            logger.info("%s: logged in on %s", self.person.name, self.device["kind"])
-            keeper = asyncio.create_task(self._keep_alive(ws, answer["heartbeat_interval"]))
-            try:
-                await self._shift(ws)
-                await ws.send(json.dumps({"type": "logout"}))
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(ws.wait_closed(), LOGOUT_TIMEOUT)
-                logger.info("%s: logged out", self.person.name)
-            finally:
-                keeper.cancel()
-                with contextlib.suppress(asyncio.CancelledError, WebSocketException):
-                    await keeper
+    async def _visit(self) -> tuple[float, float]:
+        """One login: a shift of calls, then logout. A refused login just leaves.
+        Returns the bounds of the pause before the next."""
+        client = Client(
+            self.ws_url,
+            token=self.person.token,
+            device_id=self.device["id"],
+            kind=self.device["kind"],
+            proxy=None,  # the server is local or named explicitly
+        )
+        try:
+            await client.start()
+        except LoginRefused as exc:
+            logger.info("%s: refused (%s)", self.person.name, exc.code)
+            return OFF_DUTY
+        except PresenceError as exc:
+            logger.info("%s: connection failed (%s)", self.person.name, exc)
+            return RETRY_AFTER_ERROR
+        logger.info("%s: logged in on %s", self.person.name, self.device["kind"])
+        try:
+            await self._shift(client)
+        finally:
+            await client.stop()
+        logger.info("%s: logged out", self.person.name)
+        return OFF_DUTY
 
-    async def _shift(self, ws: ClientConnection) -> None:
+    async def _shift(self, client: Client) -> None:
         loop = asyncio.get_running_loop()
         end = loop.time() + self._draw(ON_DUTY)
         if not self.takes_calls:
-            await self._wait(end - loop.time())
+            await self._wait(end - loop.time(), client)
             return
-        while loop.time() < end and not await self._wait(self._draw(BETWEEN_CALLS)):
-            call_id = uuid.uuid4().hex
-            await ws.send(json.dumps({"type": "call_start", "call_id": call_id}))
-            await self._wait(self._draw(CALL))
-            await ws.send(json.dumps({"type": "call_end", "call_id": call_id}))
-
-    @staticmethod
-    async def _keep_alive(ws: ClientConnection, interval: float) -> None:
-        """Send heartbeats, reading meanwhile what the server sends so it never backs up."""
-        loop = asyncio.get_running_loop()
-        beat = loop.time() + interval
-        while True:
+        while loop.time() < end and not await self._wait(self._draw(BETWEEN_CALLS), client):
             try:
-                await asyncio.wait_for(ws.recv(), max(0.0, beat - loop.time()))
-            except TimeoutError:
-                await ws.send(json.dumps({"type": "heartbeat"}))
-                beat = loop.time() + interval
+                async with client.call(uuid.uuid4().hex):
+                    await self._wait(self._draw(CALL), client)
+            except PresenceError as exc:  # reconnecting, say
+                logger.info("%s: no call (%s)", self.person.name, exc)
 
-    async def _wait(self, seconds: float) -> bool:
-        """Wait ``seconds`` or until stopped; true if stopped."""
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self.stop.wait(), seconds)
-        return self.stop.is_set()
+    async def _wait(self, seconds: float, client: Client | None = None) -> bool:
+        """Wait ``seconds``, or until stopped or ``client`` stops; true if either did."""
+        waits: set[asyncio.Future[object]] = {asyncio.ensure_future(self.stop.wait())}
+        if client is not None:
+            waits.add(asyncio.ensure_future(client.wait_stopped()))
+        first = asyncio.FIRST_COMPLETED
+        done, pending = await asyncio.wait(waits, timeout=seconds, return_when=first)
+        for wait in pending:
+            wait.cancel()
+        return bool(done)
 
     def _draw(self, bounds: tuple[float, float]) -> float:
         return self.rng.uniform(*bounds)
