@@ -7,7 +7,8 @@ after the kill (accepted by the server, as the test's proxy in front of it
 sees), per second, and how long until every client says it holds its seat
 again. The clients do it all by themselves.
 
-    python -m tests.client --clients 3000    # a bigger run than the suite's
+    python -m tests.client --clients 3000 --down 12   # a bigger run than the suite's
+    python -m tests.client --down 0                   # started again at once
 """
 
 from __future__ import annotations
@@ -87,8 +88,9 @@ async def seat_users(domain: Domain, pool: Message, count: int) -> list[Member]:
     return list(await asyncio.gather(*(one() for _ in range(count))))
 
 
-async def herd(workdir: Path, clients: int) -> Herd:
-    """Run the herd of `clients` against a server of its own in `workdir`."""
+async def herd(workdir: Path, clients: int, down: float = 0.0) -> Herd:
+    """Run the herd of `clients` against a server of its own in `workdir`,
+    started again `down` seconds after its kill."""
     report = Herd(clients)
     process = ServerProcess(workdir, lease_ttl=LEASE_TTL, heartbeat_interval=HEARTBEAT)
     with process:
@@ -123,6 +125,7 @@ async def herd(workdir: Path, clients: int) -> Herd:
             loop = asyncio.get_running_loop()
             killed, killed_at = time.monotonic(), loop.time()
             await asyncio.to_thread(process.kill)
+            await asyncio.sleep(down)  # the time a deploy or a reboot keeps it away
             await asyncio.to_thread(process.start)
             restarted = time.monotonic()
             report.restart = restarted - killed
@@ -145,8 +148,9 @@ async def herd(workdir: Path, clients: int) -> Herd:
 def main() -> int:
     parser = argparse.ArgumentParser(prog="python -m tests.client", description=__doc__)
     parser.add_argument("--clients", type=int, default=1000)
+    parser.add_argument("--down", type=float, default=0.0, help="seconds between kill and start")
     parser.add_argument("--workdir", type=Path, default=Path("/tmp/presence-herd"))
     args = parser.parse_args()
-    report = asyncio.run(herd(args.workdir / str(time.time_ns()), args.clients))
+    report = asyncio.run(herd(args.workdir / str(time.time_ns()), args.clients, args.down))
     print(report.summary())
     return 0 if report.recovered[True] == args.clients else 1
