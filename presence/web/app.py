@@ -8,6 +8,7 @@ Admin API request bodies are bounded on their way in (:class:`BodyLimit`).
 from __future__ import annotations
 
 import contextlib
+import mimetypes
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -35,6 +36,9 @@ from .link import Endpoint
 from .wallboard import WallboardEndpoint
 
 STATIC = Path(__file__).resolve().parent.parent.parent / "static"
+# The JavaScript client's TypeScript declarations, whatever the system's table
+# of types says of .ts (MPEG streams, or Qt translations).
+mimetypes.add_type("application/typescript", ".ts")
 #: Bytes an admin API request body may have; the largest valid one is a few hundred.
 MAX_BODY = 64 * 1024
 _TOO_LARGE = f"Request bodies are limited to {MAX_BODY} bytes."

@@ -9,6 +9,7 @@ again. The clients do it all by themselves.
 
     python -m tests.client --clients 3000 --down 12   # a bigger run than the suite's
     python -m tests.client --down 0                   # started again at once
+    python -m tests.client --clients 100 --restarts 20  # one herd through 20 restarts
 """
 
 from __future__ import annotations
@@ -88,10 +89,11 @@ async def seat_users(domain: Domain, pool: Message, count: int) -> list[Member]:
     return list(await asyncio.gather(*(one() for _ in range(count))))
 
 
-async def herd(workdir: Path, clients: int, down: float = 0.0) -> Herd:
+async def herd(workdir: Path, clients: int, down: float = 0.0, restarts: int = 1) -> list[Herd]:
     """Run the herd of `clients` against a server of its own in `workdir`,
-    started again `down` seconds after its kill."""
-    report = Herd(clients)
+    killed `restarts` times and started again `down` seconds after each kill;
+    a report per restart."""
+    reports = []
     process = ServerProcess(workdir, lease_ttl=LEASE_TTL, heartbeat_interval=HEARTBEAT)
     with process:
         async with Harness(process.server) as harness, Proxy(process.port) as proxy:
@@ -123,34 +125,42 @@ async def herd(workdir: Path, clients: int, down: float = 0.0) -> Herd:
             await domain.wait_pool(pool, occupied=clients, timeout=30)
 
             loop = asyncio.get_running_loop()
-            killed, killed_at = time.monotonic(), loop.time()
-            await asyncio.to_thread(process.kill)
-            await asyncio.sleep(down)  # the time a deploy or a reboot keeps it away
-            await asyncio.to_thread(process.start)
-            restarted = time.monotonic()
-            report.restart = restarted - killed
-            async with asyncio.timeout(RECOVERY_TIMEOUT):
-                await every_one_back.wait()
-            report.all_back = max(at for at, _ in back.values()) - restarted
-            report.recovered = Counter(recovered for _, recovered in back.values())
-            report.arrivals = [at - killed_at for at in proxy.arrivals if at > killed_at]
+            for _ in range(restarts):
+                report = Herd(clients)
+                back.clear()
+                every_one_back.clear()
+                killed, killed_at = time.monotonic(), loop.time()
+                await asyncio.to_thread(process.kill)
+                await asyncio.sleep(down)  # the time a deploy or a reboot keeps it away
+                await asyncio.to_thread(process.start)
+                restarted = time.monotonic()
+                report.restart = restarted - killed
+                async with asyncio.timeout(RECOVERY_TIMEOUT):
+                    await every_one_back.wait()
+                report.all_back = max(at for at, _ in back.values()) - restarted
+                report.recovered = Counter(recovered for _, recovered in back.values())
+                report.arrivals = [at - killed_at for at in proxy.arrivals if at > killed_at]
+                reports.append(report)
 
-            entry = await domain.pool_presence(pool)
-            held = {holder["device"]["id"]: holder["seat"] for holder in entry["holders"]}
-            assert held == {c.device["id"]: licenses[c]["seat"] for c in herd}, "seats moved"
-            assert sorted(held.values()) == list(range(1, clients + 1)), "a seat held twice"
+                entry = await domain.pool_presence(pool)
+                held = {holder["device"]["id"]: holder["seat"] for holder in entry["holders"]}
+                assert held == {c.device["id"]: licenses[c]["seat"] for c in herd}, "seats moved"
+                assert sorted(held.values()) == list(range(1, clients + 1)), "a seat held twice"
 
             await asyncio.gather(*(client.stop() for client in herd))
             await asyncio.gather(*watchers)
-    return report
+    return reports
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(prog="python -m tests.client", description=__doc__)
     parser.add_argument("--clients", type=int, default=1000)
     parser.add_argument("--down", type=float, default=0.0, help="seconds between kill and start")
+    parser.add_argument("--restarts", type=int, default=1, help="kills and starts, one by one")
     parser.add_argument("--workdir", type=Path, default=Path("/tmp/presence-herd"))
     args = parser.parse_args()
-    report = asyncio.run(herd(args.workdir / str(time.time_ns()), args.clients, args.down))
-    print(report.summary())
-    return 0 if report.recovered[True] == args.clients else 1
+    workdir = args.workdir / str(time.time_ns())
+    reports = asyncio.run(herd(workdir, args.clients, args.down, args.restarts))
+    for n, report in enumerate(reports, 1):
+        print(f"restart {n}: {report.summary()}")
+    return 0 if all(report.recovered[True] == args.clients for report in reports) else 1

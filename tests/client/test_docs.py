@@ -6,12 +6,14 @@ from __future__ import annotations
 import asyncio
 import os
 import re
+import shutil
 import sys
 from pathlib import Path
 
 from server.client import Harness
 
-DOCS = Path(__file__).resolve().parents[2] / "docs" / "clients.md"
+REPO = Path(__file__).resolve().parents[2]
+DOCS = REPO / "docs" / "clients.md"
 #: Seconds an example may take.
 EXAMPLE_TIMEOUT = 30.0
 
@@ -42,6 +44,17 @@ async def run_example(harness: Harness, *command: str, cwd: Path | None = None) 
 
 async def test_the_python_example_prints_what_the_docs_say(harness: Harness) -> None:
     example, _, _ = blocks("python")
-    (output,) = blocks("text")
+    output, _ = blocks("text")
     got = await run_example(harness, sys.executable, "-c", example)
+    assert got == printed(output), "\n".join(got)
+
+
+async def test_the_node_example_prints_what_the_docs_say(harness: Harness, tmp_path: Path) -> None:
+    """As `device.mjs` beside the module, with `ws` (installed by `npm ci --prefix tests/js`)."""
+    example, _ = blocks("js")
+    _, output = blocks("text")
+    (tmp_path / "device.mjs").write_text(example)
+    shutil.copy(REPO / "static" / "client" / "presence-client.js", tmp_path)
+    (tmp_path / "node_modules").symlink_to(REPO / "tests" / "js" / "node_modules")
+    got = await run_example(harness, "node", "device.mjs", cwd=tmp_path)
     assert got == printed(output), "\n".join(got)

@@ -28,7 +28,7 @@ MAX_SHARE = 0.2
 
 
 async def test_a_thousand_clients_come_back_spread_out(tmp_path: Path) -> None:
-    report = await herd(tmp_path, CLIENTS, down=DOWN)
+    (report,) = await herd(tmp_path, CLIENTS, down=DOWN)
     print(report.summary())
     assert report.recovered == {True: CLIENTS}, report.summary()
     assert report.max_share() <= MAX_SHARE, report.summary()

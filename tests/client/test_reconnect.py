@@ -18,21 +18,16 @@ from servers import ServerProcess
 from presence.client import Client, State
 
 from .proxy import Proxy
+from .restarts import HEARTBEAT, LEASE_TTL, MAX_DELAY, expired_devices, restartable
 from .watch import WAIT, Watcher, client_of
 
 if TYPE_CHECKING:
     from conftest import StartServer
 
-#: The servers' lease TTL and heartbeat interval: a restart fits in the TTL.
-LEASE_TTL = 6.0
-HEARTBEAT = 1.0
-#: Waits between attempts to connect stay short, so every reconnection fits in the TTL.
-MAX_DELAY = 1.0
-
 
 @pytest.fixture
 def process(tmp_path: Path) -> Iterator[ServerProcess]:
-    with ServerProcess(tmp_path, lease_ttl=LEASE_TTL, heartbeat_interval=HEARTBEAT) as started:
+    with restartable(tmp_path) as started:
         yield started
 
 
@@ -70,10 +65,6 @@ async def recovered(seats: Seated, timeout: float = LEASE_TTL) -> None:
     held = {holder["seat"]: holder["device"]["id"] for holder in entry["holders"]}
     devices = [client.device["id"] for client in seats.clients]
     assert held == {lic["seat"]: dev for lic, dev in zip(seats.licenses, devices, strict=True)}
-
-
-async def expired_devices(domain: Domain) -> list[str]:
-    return [e["device_id"] for e in await domain.all_events() if e["type"] == "lease_expired"]
 
 
 async def test_sigkill_and_restart(process: ServerProcess) -> None:

@@ -4,12 +4,10 @@ what is no presence server: a clear error, quickly, never a hang."""
 from __future__ import annotations
 
 import asyncio
-import json
 
 import pytest
 from server.client import Harness
 from servers import free_port
-from websockets.asyncio.server import ServerConnection, serve
 
 from presence.client import (
     CallRefused,
@@ -21,6 +19,7 @@ from presence.client import (
     State,
 )
 
+from .garbage import ANSWERS, CLOSES, garbage_server
 from .watch import WAIT, Watcher, client_of
 
 #: Seconds within which start() must fail on what is no presence server.
@@ -200,32 +199,11 @@ async def test_an_http_answer_that_is_no_upgrade_fails_start(harness: Harness) -
             await Client(url, token="t", device_id="d", kind="desktop").start()
 
 
-GARBAGE = {
-    "not JSON": "welcome!",
-    "a JSON array": '["welcome"]',
-    "an object without type": '{"license": {"model": "named"}}',
-    "a welcome without heartbeat_interval": '{"type": "welcome", "license": {"model": "named"}}',
-}
-
-
-@pytest.mark.parametrize("answer", [*GARBAGE, "silence", "binary", "a close"])
+@pytest.mark.parametrize("answer", ANSWERS)
 async def test_a_server_answering_garbage_fails_start(answer: str) -> None:
-    async def handler(ws: ServerConnection) -> None:
-        hello = json.loads(await ws.recv())
-        assert hello["type"] == "hello"
-        if answer in GARBAGE:
-            await ws.send(GARBAGE[answer])
-        elif answer == "binary":
-            await ws.send(b'{"type": "welcome"}')
-        elif answer == "a close":
-            return
-        await ws.wait_closed()
-
-    async with serve(handler, "127.0.0.1", 0) as server:
-        port = server.sockets[0].getsockname()[1]
-        url = f"ws://127.0.0.1:{port}/ws/device"
+    async with garbage_server(answer) as url:
         client = Client(url, token="t", device_id="d", kind="desktop", timeout=1)
-        expected = ConnectionFailed if answer == "a close" else ProtocolViolation
+        expected = ConnectionFailed if answer in CLOSES else ProtocolViolation
         async with asyncio.timeout(QUICK):
             with pytest.raises(expected) as failed:
                 await client.start()

@@ -19,19 +19,10 @@ from typing import Any
 
 import httpx
 import pytest
+from browser import CHROMIUM_ARGS, chromium
 from playwright.sync_api import Browser, Page, WebSocketRoute, expect, sync_playwright
 from servers import ServerProcess
 from websockets.sync.client import ClientConnection, connect
-
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 
 #: ms: the issue's bound for a change to appear on the board.
 SHOWN = 1000
@@ -51,9 +42,8 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
-    assert Path(CHROMIUM).exists(), f"{CHROMIUM} is missing: apt-get install chromium"
     with sync_playwright() as playwright:
-        launched = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        launched = playwright.chromium.launch(executable_path=chromium(), args=CHROMIUM_ARGS)
         yield launched
         launched.close()
 
