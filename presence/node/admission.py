@@ -1,16 +1,18 @@
 """Admission of logins: refused at once when they pile up, never queued without bound.
 
-A node counts the logins it is deciding, and how fast they complete. When
-:data:`SHED_QUEUE` or more are pending and a new one would wait longer than
-:data:`BUDGET` by that pace (or the oldest already has), the new one is
-refused at once with ``unavailable``, which the device retries later: a storm
-is answered quickly, and the sessions already served stay fast. A few slow
-logins are waited for: that is a slow database, not a storm.
+A node counts the logins it is deciding, and how fast they are decided: logins
+done per second since they began to pile up, once :data:`SHED_QUEUE` of them
+are done (fewer say little: a burst's first commit may decide a single login,
+after a commit's length). When :data:`SHED_QUEUE` or more are pending and a new
+one would wait longer than :data:`BUDGET` by that pace (or the oldest already
+has), the new one is refused at once with ``unavailable``, which the device
+retries later: a storm is answered quickly, and the sessions already served
+stay fast. A few slow logins are waited for: that is a slow database, not a
+storm.
 
-The pace is not known before the first logins of a burst complete; those
-admitted meanwhile while many are pending get a deadline instead: a
-transaction that cannot begin by it does not begin (``Store.transaction``),
-and the login is refused then.
+Until the pace is known, logins admitted while many are pending get a deadline
+instead: a transaction that cannot begin by it does not begin
+(``Store.transaction``), and the login is refused then.
 
 The node admits every login (its own work: token lookups, CPU), and each
 domain's decisions apart (they take the domain's lock one at a time, on every
@@ -42,27 +44,31 @@ class _Pending:
 
 
 class _Queue:
-    """Pending logins, oldest first (those done are dropped from the head), and the time
-    between two of them done, a moving average while the queue lasts."""
+    """Pending logins, oldest first (those done are dropped from the head), and how
+    many were done since the queue formed: its pace is the time per login done
+    since then, not the time between two done (a group commit decides many
+    logins at once, then none for a commit's length)."""
 
-    __slots__ = ("pending", "count", "last_done", "interval")
+    __slots__ = ("pending", "count", "formed", "completed")
 
-    def __init__(self) -> None:
+    def __init__(self, now: float) -> None:
         self.pending: deque[_Pending] = deque()
         self.count = 0
-        self.last_done: float | None = None
-        self.interval = 0.0
+        self.formed = now
+        self.completed = 0
 
     def full(self, now: float, budget: float, shed_at: int) -> bool:
-        return self.count >= shed_at and (
-            self.count * self.interval > budget or now - self.pending[0].since > budget
+        if self.count < shed_at:
+            return False
+        if now - self.pending[0].since > budget:
+            return True
+        # By the pace, once known: count x (time since formed / completed) > budget.
+        return self.completed >= shed_at and self.count * (now - self.formed) > (
+            budget * self.completed
         )
 
-    def done(self, now: float) -> None:
-        if self.last_done is not None:
-            since = now - self.last_done
-            self.interval = self.interval + (since - self.interval) / 16 if self.interval else since
-        self.last_done = now
+    def done(self) -> None:
+        self.completed += 1
         self.count -= 1
         while self.pending and self.pending[0].done:
             self.pending.popleft()
@@ -94,7 +100,7 @@ class Admission:
         now = self.clock()
         queue = self._queues.get(key)
         if queue is None:
-            queue = self._queues[key] = _Queue()
+            queue = self._queues[key] = _Queue(now)
         elif queue.full(now, self.budget, self.shed_at):
             METRICS.overloaded.inc(self.stage)
             raise Overloaded
@@ -105,6 +111,6 @@ class Admission:
             yield arrived + self.budget if queue.count >= self.shed_at else None
         finally:
             pending.done = True
-            queue.done(self.clock())
+            queue.done()
             if not queue.count:
                 del self._queues[key]

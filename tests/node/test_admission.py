@@ -42,14 +42,14 @@ def test_logins_that_would_wait_too_long_are_refused_before_anyone_waited_long()
     burst = [ExitStack() for _ in range(12)]
     for pending in burst:  # all at once: nothing is known of the pace yet
         pending.enter_context(admission.admit(clock.now, "acme"))
-    for pending in burst[:3]:  # then decided one every 0.105 s
-        clock.now += 0.105
+    for pending in burst[:4]:  # then decided one every 0.12 s: the pace is known
+        clock.now += 0.12
         pending.close()
     more = ExitStack()
-    more.enter_context(admission.admit(clock.now, "acme"))  # 9 ahead: about 0.95 s
-    with pytest.raises(Overloaded), admission.admit(clock.now, "acme"):  # 10 ahead: about 1.05 s
+    more.enter_context(admission.admit(clock.now, "acme"))  # 8 ahead: about 0.96 s
+    with pytest.raises(Overloaded), admission.admit(clock.now, "acme"):  # 9 ahead: about 1.08 s
         pass
-    for pending in [*burst[3:], more]:
+    for pending in [*burst[4:], more]:
         pending.close()
     assert not admission._queues
 
@@ -96,3 +96,22 @@ def test_only_logins_admitted_among_many_must_begin_by_a_deadline() -> None:
         assert alone is None  # a slow database is waited for
         with admission.admit(clock.now, "acme") as second:
             assert second == clock.now + 1.0
+
+
+def test_logins_decided_by_one_commit_at_once_set_the_pace_by_their_number() -> None:
+    """A group commit decides many logins at once, then none for a commit's length:
+    the pace is logins done per second, not the time between two of them."""
+    clock = Clock()
+    admission = Admission("domain", clock, 1.0, 4)
+    burst = [ExitStack() for _ in range(40)]
+    for pending in burst:
+        pending.enter_context(admission.admit(clock.now, "acme"))
+    clock.now += 0.05
+    for pending in burst[:10]:  # one commit
+        pending.close()
+    clock.now += 0.05
+    burst[10].close()  # the next: 11 in 0.1 s, so the 29 pending take about 0.26 s
+    with admission.admit(clock.now, "acme"):
+        pass
+    for pending in burst[11:]:
+        pending.close()
