@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import contextlib
 import mimetypes
+import os
 import uuid
 from collections.abc import AsyncIterator
+from os import PathLike
 from pathlib import Path
 
 from starlette.applications import Starlette
@@ -42,6 +44,23 @@ mimetypes.add_type("application/typescript", ".ts")
 #: Bytes an admin API request body may have; the largest valid one is a few hundred.
 MAX_BODY = 64 * 1024
 _TOO_LARGE = f"Request bodies are limited to {MAX_BODY} bytes."
+
+
+class ClientFiles(StaticFiles):
+    """The JavaScript client and its playground: public files, which a device
+    app's page on any origin may import (``Access-Control-Allow-Origin: *``;
+    no credentials are involved)."""
+
+    def file_response(
+        self,
+        full_path: str | PathLike[str],
+        stat_result: os.stat_result,
+        scope: Scope,
+        status_code: int = 200,
+    ) -> Response:
+        response = super().file_response(full_path, stat_result, scope, status_code)
+        response.headers["Access-Control-Allow-Origin"] = "*"
+        return response
 
 
 class App:
@@ -90,6 +109,7 @@ def create_app(config: Config, gate: Gate | None = None) -> App:
             Route("/healthz", healthz),
             Route("/metrics", metrics),
             *api.routes,
+            Mount("/client", ClientFiles(directory=STATIC / "client", html=True)),
             Mount("/", StaticFiles(directory=STATIC, html=True)),
         ],
         middleware=[Middleware(BodyLimit)],

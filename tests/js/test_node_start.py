@@ -30,6 +30,12 @@ async def test_the_server_serves_the_module(harness: Harness) -> None:
         declarations = await http.get("/client/presence-client.d.ts")
         assert declarations.status_code == 200 and "PresenceClient" in declarations.text
         assert declarations.headers["content-type"].startswith("application/typescript")
+        # A device app's page on another origin may import it.
+        imported = await http.get("/client/presence-client.js", headers={"Origin": "https://app"})
+        assert imported.headers["access-control-allow-origin"] == "*"
+        wallboard = await http.get("/wallboard.js", headers={"Origin": "https://app"})
+        assert wallboard.status_code == 200
+        assert "access-control-allow-origin" not in wallboard.headers
 
 
 async def test_start_returns_the_license_and_stop_frees_the_seat(
