@@ -12,7 +12,6 @@ import mimetypes
 import os
 import uuid
 from collections.abc import AsyncIterator
-from os import PathLike
 from pathlib import Path
 
 from starlette.applications import Starlette
@@ -53,7 +52,7 @@ class ClientFiles(StaticFiles):
 
     def file_response(
         self,
-        full_path: str | PathLike[str],
+        full_path: str | os.PathLike[str],
         stat_result: os.stat_result,
         scope: Scope,
         status_code: int = 200,
