@@ -10,8 +10,8 @@
         async for message in client.messages():
             ...
 
-After :meth:`Client.start` the client keeps the login by itself (SPEC
-section 7): it sends the heartbeats at the interval the server asks for,
+After :meth:`Client.start` the client keeps the login by itself
+(docs/clients.md): it sends the heartbeats at the interval the server asks for,
 notices a connection that died (closed, or silent for a heartbeat interval
 after a heartbeat, which TCP alone may not notice for minutes) and connects
 again, with exponential backoff and full jitter, forever until

@@ -3,8 +3,8 @@
  *
  * One ES module without dependencies, for browsers, React Native and Node 22+
  * (older runtimes pass a WebSocket class, such as the `ws` package's, as the
- * `WebSocket` option). It speaks the device protocol (SPEC section 3, and
- * docs/protocol.md) and behaves as the Python client `presence.client` does.
+ * `WebSocket` option). It speaks the device protocol (docs/protocol.md) and
+ * behaves as the Python client `presence.client` does (docs/clients.md).
  *
  *     import { PresenceClient, PresenceError } from "/client/presence-client.js";
  *
@@ -46,7 +46,7 @@
  * `license` is null unless holding; `availability` is the last one, `position`
  * the place in the queue.
  *
- * After start() the client keeps the login by itself (SPEC section 7): it sends
+ * After start() the client keeps the login by itself (docs/clients.md): it sends
  * heartbeats at the interval the server asks for, from its own timers; it
  * notices a dead connection (closed, or silent for a heartbeat interval after a
  * heartbeat, which TCP alone may not notice for minutes) and connects again,

@@ -2,7 +2,7 @@
 they come back spread out, each to its own seat (see `herd.py`).
 
 How much they spread depends on how long the server stays away. Each
-client's first wait is drawn from 0 to 0.5 s (SPEC section 7), so a server
+client's first wait is drawn from 0 to 0.5 s (docs/clients.md), so a server
 back within half a second meets most of the herd within the next second
 (measured: 83-99.9% in the busiest second); the server takes that, every
 client holding its seat again 1-3 s after the restart. The longer the
