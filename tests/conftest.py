@@ -22,7 +22,8 @@ from server.client import Harness, Server
 from server.raw import RawWebSocket
 from servers import ServerProcess
 
-pytest_plugins = ["pg"]  # the `postgres` fixture, shared by every suite
+# `postgres` and the clients' `restartable` server, shared by every suite
+pytest_plugins = ["pg", "client.restarts"]
 
 #: The lease TTL of `server_process`: long enough to restart the server and
 #: reconnect within it, short enough to wait for a lease to expire.

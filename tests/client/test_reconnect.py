@@ -6,29 +6,20 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING
 
-import pytest
 from server.client import Domain, Harness, Member, Message
 from servers import ServerProcess
 
 from presence.client import Client, State
 
 from .proxy import Proxy
-from .restarts import HEARTBEAT, LEASE_TTL, MAX_DELAY, expired_devices, restartable
+from .restarts import HEARTBEAT, LEASE_TTL, MAX_DELAY, expired_devices, seat_taken_meanwhile
 from .watch import WAIT, Watcher, client_of
 
 if TYPE_CHECKING:
     from conftest import StartServer
-
-
-@pytest.fixture
-def process(tmp_path: Path) -> Iterator[ServerProcess]:
-    with restartable(tmp_path) as started:
-        yield started
 
 
 @dataclass
@@ -67,17 +58,17 @@ async def recovered(seats: Seated, timeout: float = LEASE_TTL) -> None:
     assert held == {lic["seat"]: dev for lic, dev in zip(seats.licenses, devices, strict=True)}
 
 
-async def test_sigkill_and_restart(process: ServerProcess) -> None:
-    async with Harness(process.server) as harness:
-        seats = await seated(harness, process.ws_url, seats=5, holders=3)
+async def test_sigkill_and_restart(restartable: ServerProcess) -> None:
+    async with Harness(restartable.server) as harness:
+        seats = await seated(harness, restartable.ws_url, seats=5, holders=3)
         for _ in range(2):  # the second time, the clients count their attempts from 1 again
             for watcher in seats.watchers:
                 watcher.forget()
-            await asyncio.to_thread(process.kill)
+            await asyncio.to_thread(restartable.kill)
             for watcher in seats.watchers:
                 await watcher.expect("reconnecting", attempt=1)
             assert all(client.license is None for client in seats.clients)
-            await asyncio.to_thread(process.start)
+            await asyncio.to_thread(restartable.start)
             restarted = time.monotonic()
             await recovered(seats)
             print(f"all back {time.monotonic() - restarted:.2f} s after the restart")
@@ -92,24 +83,24 @@ async def test_sigkill_and_restart(process: ServerProcess) -> None:
             await client.stop()
 
 
-async def test_sigterm_restart_is_not_final(process: ServerProcess) -> None:
-    async with Harness(process.server) as harness:
-        seats = await seated(harness, process.ws_url, seats=2, holders=2)
-        status = await asyncio.to_thread(process.terminate)
+async def test_sigterm_restart_is_not_final(restartable: ServerProcess) -> None:
+    async with Harness(restartable.server) as harness:
+        seats = await seated(harness, restartable.ws_url, seats=2, holders=2)
+        status = await asyncio.to_thread(restartable.terminate)
         assert status in (0, -15), status
         for watcher in seats.watchers:
             await watcher.expect("session_ended", reason="server_shutdown")
             await watcher.expect("reconnecting")
-        await asyncio.to_thread(process.start)
+        await asyncio.to_thread(restartable.start)
         await recovered(seats)
         for client in seats.clients:
             await client.stop()
 
 
-async def test_cut_connection(process: ServerProcess) -> None:
-    async with Harness(process.server) as harness, Proxy(process.port) as proxy:
+async def test_cut_connection(restartable: ServerProcess) -> None:
+    async with Harness(restartable.server) as harness, Proxy(restartable.port) as proxy:
         # The pool's other seats are held, so the seat freed by the cut is the one left.
-        others = await seated(harness, process.ws_url, seats=3, holders=2)
+        others = await seated(harness, restartable.ws_url, seats=3, holders=2)
         member = await others.domain.seat_user(others.pool)
         client = client_of(member, proxy.ws_url, max_delay=MAX_DELAY)
         watcher = Watcher(client)
@@ -125,8 +116,8 @@ async def test_cut_connection(process: ServerProcess) -> None:
             await other.stop()
 
 
-async def test_stalled_connection(process: ServerProcess) -> None:
-    async with Harness(process.server) as harness, Proxy(process.port) as proxy:
+async def test_stalled_connection(restartable: ServerProcess) -> None:
+    async with Harness(restartable.server) as harness, Proxy(restartable.port) as proxy:
         domain = await harness.new_domain()
         pool = await domain.pool(2)
         client = client_of(await domain.seat_user(pool), proxy.ws_url, max_delay=MAX_DELAY)
@@ -170,23 +161,16 @@ async def test_lease_expired_is_not_final(own_server: StartServer) -> None:
 
 
 async def test_refused_after_reconnecting_acquires_when_a_seat_is_free(
-    process: ServerProcess,
+    restartable: ServerProcess,
 ) -> None:
-    async with Harness(process.server) as harness, Proxy(process.port) as proxy:
+    async with Harness(restartable.server) as harness, Proxy(restartable.port) as proxy:
         domain = await harness.new_domain()
         pool = await domain.pool(1)
         member = await domain.seat_user(pool)
         client = client_of(member, proxy.ws_url, max_delay=MAX_DELAY)
         watcher = Watcher(client)
         await client.start()
-        intruder = await harness.refused_login(await domain.seat_user(pool), "seat_occupied")
-        # The client's connection is cut and it cannot come back while the seat
-        # it held is freed and taken.
-        proxy.refusing = True
-        proxy.cut()
-        await intruder.expect("availability", free=1)
-        assert (await intruder.acquire())["type"] == "welcome"
-        proxy.refusing = False
+        intruder = await seat_taken_meanwhile(harness, domain, pool, proxy)
         refused = await watcher.expect("error", code="seat_occupied", timeout=WAIT + MAX_DELAY)
         assert refused["retryable"] is True
         assert client.state is State.REFUSED and client.license is None
@@ -197,11 +181,11 @@ async def test_refused_after_reconnecting_acquires_when_a_seat_is_free(
         await client.stop()
 
 
-async def test_stop_while_reconnecting_is_quick(process: ServerProcess) -> None:
-    async with Harness(process.server) as harness:
-        seats = await seated(harness, process.ws_url, seats=1, holders=1)
+async def test_stop_while_reconnecting_is_quick(restartable: ServerProcess) -> None:
+    async with Harness(restartable.server) as harness:
+        seats = await seated(harness, restartable.ws_url, seats=1, holders=1)
         (client,), (watcher,) = seats.clients, seats.watchers
-        await asyncio.to_thread(process.kill)
+        await asyncio.to_thread(restartable.kill)
         await watcher.expect("reconnecting", attempt=2)
         async with asyncio.timeout(1.0):
             await client.stop()

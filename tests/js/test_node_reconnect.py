@@ -8,14 +8,12 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
 from client.proxy import Proxy
-from client.restarts import HEARTBEAT, LEASE_TTL, MAX_DELAY, expired_devices, restartable
+from client.restarts import HEARTBEAT, LEASE_TTL, MAX_DELAY, expired_devices, seat_taken_meanwhile
 from server.client import API, Domain, Harness, Message, ok
 from servers import ServerProcess
 
@@ -23,12 +21,6 @@ from .driver import WAIT, NodeClient, options_of
 
 if TYPE_CHECKING:
     from conftest import StartServer
-
-
-@pytest.fixture
-def process(tmp_path: Path) -> Iterator[ServerProcess]:
-    with restartable(tmp_path) as started:
-        yield started
 
 
 @dataclass
@@ -88,40 +80,40 @@ async def killed_and_restarted(process: ServerProcess, js: NodeClient, seat: Sea
         assert 0 <= wait["delay"] <= min(MAX_DELAY, 0.5 * 2 ** (wait["attempt"] - 1))
 
 
-async def test_sigkill_and_restart(process: ServerProcess, js: NodeClient) -> None:
-    async with Harness(process.server) as harness:
-        seat = await seated(harness, js, process.ws_url, seats=5)
+async def test_sigkill_and_restart(restartable: ServerProcess, js: NodeClient) -> None:
+    async with Harness(restartable.server) as harness:
+        seat = await seated(harness, js, restartable.ws_url, seats=5)
         for _ in range(2):  # the second time, the client counts its attempts from 1 again
-            await killed_and_restarted(process, js, seat)
+            await killed_and_restarted(restartable, js, seat)
         assert await expired_devices(seat.domain) == []
         await js.stop()
         await seat.domain.wait_pool(seat.pool, occupied=4)
 
 
 async def test_sigkill_and_restart_on_the_global_websocket(
-    process: ServerProcess, js_global: NodeClient
+    restartable: ServerProcess, js_global: NodeClient
 ) -> None:
-    async with Harness(process.server) as harness:
-        seat = await seated(harness, js_global, process.ws_url, seats=2, ws=False)
-        await killed_and_restarted(process, js_global, seat)
+    async with Harness(restartable.server) as harness:
+        seat = await seated(harness, js_global, restartable.ws_url, seats=2, ws=False)
+        await killed_and_restarted(restartable, js_global, seat)
         await js_global.stop()
         await seat.domain.wait_pool(seat.pool, occupied=1)
 
 
-async def test_sigterm_restart_is_not_final(process: ServerProcess, js: NodeClient) -> None:
-    async with Harness(process.server) as harness:
-        seat = await seated(harness, js, process.ws_url, seats=1)
-        status = await asyncio.to_thread(process.terminate)
+async def test_sigterm_restart_is_not_final(restartable: ServerProcess, js: NodeClient) -> None:
+    async with Harness(restartable.server) as harness:
+        seat = await seated(harness, js, restartable.ws_url, seats=1)
+        status = await asyncio.to_thread(restartable.terminate)
         assert status in (0, -15), status
         await js.expect("session_ended", reason="server_shutdown")
         await js.expect("reconnecting")
-        await asyncio.to_thread(process.start)
+        await asyncio.to_thread(restartable.start)
         await back_on(js, seat)
         await js.stop()
 
 
-async def test_cut_connection(process: ServerProcess, js: NodeClient) -> None:
-    async with Harness(process.server) as harness, Proxy(process.port) as proxy:
+async def test_cut_connection(restartable: ServerProcess, js: NodeClient) -> None:
+    async with Harness(restartable.server) as harness, Proxy(restartable.port) as proxy:
         seat = await seated(harness, js, proxy.ws_url)
         proxy.cut()
         await js.expect("reconnecting", attempt=1)
@@ -130,8 +122,8 @@ async def test_cut_connection(process: ServerProcess, js: NodeClient) -> None:
         await js.stop()
 
 
-async def test_stalled_connection(process: ServerProcess, js: NodeClient) -> None:
-    async with Harness(process.server) as harness, Proxy(process.port) as proxy:
+async def test_stalled_connection(restartable: ServerProcess, js: NodeClient) -> None:
+    async with Harness(restartable.server) as harness, Proxy(restartable.port) as proxy:
         seat = await seated(harness, js, proxy.ws_url, seats=2)
         await js.expect("heartbeat_ack", seq=1)
         stalled_at = time.monotonic()
@@ -154,23 +146,16 @@ async def test_stalled_connection(process: ServerProcess, js: NodeClient) -> Non
 
 
 async def test_refused_after_reconnecting_acquires_when_a_seat_is_free(
-    process: ServerProcess, js: NodeClient
+    restartable: ServerProcess, js: NodeClient
 ) -> None:
-    async with Harness(process.server) as harness, Proxy(process.port) as proxy:
+    async with Harness(restartable.server) as harness, Proxy(restartable.port) as proxy:
         domain = await harness.new_domain()
         pool = await domain.pool(1)
         await js.create(
             **options_of(await domain.seat_user(pool), proxy.ws_url, maxDelay=MAX_DELAY)
         )
         await js.start()
-        intruder = await harness.refused_login(await domain.seat_user(pool), "seat_occupied")
-        # The client's connection is cut and it cannot come back while the seat
-        # it held is freed and taken.
-        proxy.refusing = True
-        proxy.cut()
-        await intruder.expect("availability", free=1)
-        assert (await intruder.acquire())["type"] == "welcome"
-        proxy.refusing = False
+        intruder = await seat_taken_meanwhile(harness, domain, pool, proxy)
         refused = await js.expect("error", code="seat_occupied", timeout=WAIT + MAX_DELAY)
         assert refused["retryable"] is True and refused["_state"] == "refused"
         state = await js.state()
@@ -184,16 +169,16 @@ async def test_refused_after_reconnecting_acquires_when_a_seat_is_free(
         await js.stop()
 
 
-async def test_stop_while_reconnecting_is_quick(process: ServerProcess, js: NodeClient) -> None:
-    async with Harness(process.server) as harness:
+async def test_stop_while_reconnecting_is_quick(restartable: ServerProcess, js: NodeClient) -> None:
+    async with Harness(restartable.server) as harness:
         domain = await harness.new_domain()
         pool = await domain.pool(1)
         member = await domain.seat_user(pool)
         # A jitter that always draws 0.5: the waits are half their bounds, exactly.
-        options = options_of(member, process.ws_url, firstDelay=0.2, maxDelay=0.5, random=0.5)
+        options = options_of(member, restartable.ws_url, firstDelay=0.2, maxDelay=0.5, random=0.5)
         await js.create(**options)
         await js.start()
-        await asyncio.to_thread(process.kill)
+        await asyncio.to_thread(restartable.kill)
         await js.expect("reconnecting", attempt=4)
         delays = [wait["delay"] for wait in js.of("reconnecting")[:4]]
         assert delays == pytest.approx([0.1, 0.2, 0.25, 0.25])  # 0.2 * 2**n, capped at 0.5

@@ -9,12 +9,10 @@ from __future__ import annotations
 
 import asyncio
 import re
-from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
+from collections.abc import AsyncIterator
 
 import pytest
 from browser import CHROMIUM_ARGS, chromium
-from client.restarts import restartable
 from playwright.async_api import Locator, Page, Route, async_playwright, expect
 from server.client import Domain, Harness, Member, Message, ok
 from servers import ServerProcess
@@ -26,12 +24,6 @@ CSP = "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'sel
 SHOWN = 5_000
 #: ms for what takes a backoff and a restart.
 RECONNECT = 15_000
-
-
-@pytest.fixture
-def process(tmp_path: Path) -> Iterator[ServerProcess]:
-    with restartable(tmp_path) as started:
-        yield started
 
 
 @pytest.fixture
@@ -70,8 +62,8 @@ async def seat_pool(harness: Harness, seats: int) -> tuple[Domain, Message, Memb
     return domain, pool, await domain.seat_user(pool)
 
 
-async def test_the_module_is_served_as_javascript(process: ServerProcess, page: Page) -> None:
-    answer = await page.request.get(f"{process.base_url}/client/presence-client.js")
+async def test_the_module_is_served_as_javascript(restartable: ServerProcess, page: Page) -> None:
+    answer = await page.request.get(f"{restartable.base_url}/client/presence-client.js")
     assert answer.ok
     content_type = answer.headers["content-type"].split(";")[0]
     assert content_type in ("text/javascript", "application/javascript"), content_type
@@ -90,7 +82,7 @@ async def test_the_module_is_served_as_javascript(process: ServerProcess, page: 
         lambda message: violations.extend(re.findall(r"Content.Security.*", message.text)),
     )
     await page.route("**/client/", strict)
-    await page.goto(f"{process.base_url}/client/")
+    await page.goto(f"{restartable.base_url}/client/")
     await page.fill("#token", "prs_not-a-token")
     await page.click("#start")
     await expect(page.locator("#failure")).to_contain_text("unauthorized", timeout=SHOWN)
@@ -99,10 +91,10 @@ async def test_the_module_is_served_as_javascript(process: ServerProcess, page: 
     assert violations == [], violations
 
 
-async def test_start_availability_a_call_and_stop(process: ServerProcess, page: Page) -> None:
-    async with Harness(process.server) as harness:
+async def test_start_availability_a_call_and_stop(restartable: ServerProcess, page: Page) -> None:
+    async with Harness(restartable.server) as harness:
         domain, pool, member = await seat_pool(harness, seats=2)
-        await log_in(page, process, member, "pg-desk")
+        await log_in(page, restartable, member, "pg-desk")
         await expect(page.locator("#state")).to_have_text("holding", timeout=SHOWN)
         await expect(page.locator("#license-model")).to_have_text("seat")
         await expect(page.locator("#license-seat")).to_have_text("1")
@@ -140,19 +132,19 @@ async def test_start_availability_a_call_and_stop(process: ServerProcess, page: 
 
 
 async def test_a_seat_reclaimed_through_a_server_restart(
-    process: ServerProcess, page: Page
+    restartable: ServerProcess, page: Page
 ) -> None:
-    async with Harness(process.server) as harness:
+    async with Harness(restartable.server) as harness:
         domain, pool, member = await seat_pool(harness, seats=3)
-        await log_in(page, process, member, "pg-restart")
+        await log_in(page, restartable, member, "pg-restart")
         await expect(page.locator("#state")).to_have_text("holding", timeout=SHOWN)
         seat = await page.locator("#license-seat").text_content()
         fencing = int(await page.locator("#license-fencing").text_content() or 0)
 
-        await asyncio.to_thread(process.kill)
+        await asyncio.to_thread(restartable.kill)
         await expect(log_entry(page, "reconnecting", "attempt 1")).to_have_count(1, timeout=SHOWN)
         await expect(page.locator("#license-seat")).to_have_text("–")
-        await asyncio.to_thread(process.start)
+        await asyncio.to_thread(restartable.start)
         reconnected = log_entry(page, "reconnected", "recovered: true")
         await expect(reconnected).to_have_count(1, timeout=RECONNECT)
         await expect(page.locator("#state")).to_have_text("holding")
@@ -166,10 +158,10 @@ async def test_a_seat_reclaimed_through_a_server_restart(
         await expect(page.locator("#state")).to_have_text("stopped", timeout=SHOWN)
 
 
-async def test_released_by_admin_stops_it(process: ServerProcess, page: Page) -> None:
-    async with Harness(process.server) as harness:
+async def test_released_by_admin_stops_it(restartable: ServerProcess, page: Page) -> None:
+    async with Harness(restartable.server) as harness:
         domain, pool, member = await seat_pool(harness, seats=1)
-        await log_in(page, process, member, "pg-release")
+        await log_in(page, restartable, member, "pg-release")
         await expect(page.locator("#state")).to_have_text("holding", timeout=SHOWN)
         lease_id = (await domain.pool_presence(pool))["holders"][0]["lease_id"]
         ok(await harness.admin.delete(domain.path("leases", lease_id)), 204)
