@@ -1,9 +1,10 @@
 """The core's decisions carried out in a store transaction.
 
 Every change to leases and queues goes through :func:`commit`: it writes the
-effects and events of a :class:`~presence.core.seats.Decisions`, and publishes
-the notes that tell every node what changed (which pools to announce, which
-sessions to end or to welcome).
+effects and events of a :class:`~presence.core.seats.Decisions`, records the
+length of each queue that changed (:meth:`Tx.record_queue`, for usage over
+time), and publishes the notes that tell every node what changed (which pools
+to announce, which sessions to end or to welcome).
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from dataclasses import dataclass
 
 from . import notes
 from .core import seats
-from .core.model import Lease, Pool, User
+from .core.model import Lease, Pool, QueueSample, User
 from .core.seats import Decisions, Dequeued, Ended, Enqueued, Granted, PoolBook, Refusal, Updated
 from .metrics import METRICS
 from .storage import StoredEvent, Tx
@@ -75,6 +76,8 @@ async def commit(tx: Tx, domain_id: str, decisions: Decisions) -> Committed:
             pools.add(effect.waiter.pool)
         else:
             tx.notify(notes.QueueRefused(effect.session_id, effect.code, effect.message))
+    for sample in queue_lengths(domain_id, decisions):
+        await tx.record_queue(sample.domain_id, sample.pool, sample.at, sample.queued)
     for pool in sorted(pools):
         tx.notify(notes.PoolChanged(domain_id, pool))
     for user_id in sorted(named):
@@ -83,8 +86,29 @@ async def commit(tx: Tx, domain_id: str, decisions: Decisions) -> Committed:
     for event in decisions.events:
         METRICS.events.inc(event.type)
     if stored:
-        tx.notify(notes.EventsLogged(domain_id, tuple(event_view(e) for e in stored)))
+        tx.notify(notes.EventsLogged(domain_id, tuple(dict(event_view(e)) for e in stored)))
     return Committed(granted, stored)
+
+
+def queue_lengths(domain_id: str, decisions: Decisions) -> list[QueueSample]:
+    """The queue lengths to record for ``decisions``: per pool whose queue
+    changed, its length after them, preceded by the longest it was meanwhile
+    when that was longer (a session queued and then served in one decision).
+    """
+    longest: dict[str, QueueSample] = {}
+    last: dict[str, QueueSample] = {}
+    for effect in decisions.effects:
+        if isinstance(effect, Enqueued | Dequeued):
+            pool = effect.waiter.pool
+            sample = last[pool] = QueueSample(domain_id, pool, effect.at, effect.queued)
+            if pool not in longest or sample.queued > longest[pool].queued:
+                longest[pool] = sample
+    samples = []
+    for pool in sorted(last):
+        if longest[pool].queued > last[pool].queued:
+            samples.append(longest[pool])
+        samples.append(last[pool])
+    return samples
 
 
 async def used_pool(tx: Tx, domain_id: str, pool_id: str) -> Pool:
@@ -143,6 +167,7 @@ async def free_expired(tx: Tx, domain_id: str) -> None:
         pool = await tx.pool(domain_id, pool_id)
         if pool is not None:  # a pool is deleted only without users, so without waiters
             book = await load_book(tx, pool)
+            await tx.record_queue(domain_id, pool_id, now, len(book.waiters))
             book.fill(now)
             await commit(tx, domain_id, book)
 

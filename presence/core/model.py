@@ -114,3 +114,17 @@ class Event:
     device_id: str
     pool: str | None = None
     seat: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class QueueSample:
+    """A pool's queue length, ``queued``, from ``at`` until the pool's next sample.
+
+    Queue joins and leaves are not events (the contract's list of event types
+    is closed): the store keeps these samples instead, written with the changes.
+    """
+
+    domain_id: str
+    pool: str
+    at: float
+    queued: int

@@ -89,12 +89,20 @@ class Updated:
 
 @dataclass(frozen=True, slots=True)
 class Enqueued:
+    """A session joined the queue at ``at``, which is ``queued`` long after it."""
+
     waiter: Waiter
+    queued: int
+    at: float
 
 
 @dataclass(frozen=True, slots=True)
 class Dequeued:
+    """A session left the queue at ``at`` (served or gone), ``queued`` long after it."""
+
     waiter: Waiter
+    queued: int
+    at: float
 
 
 Effect = Granted | Ended | Updated | Enqueued | Dequeued | Refusal
@@ -168,7 +176,7 @@ class PoolBook(Decisions):
         S4 (``seat_occupied``), S9 (no grant while at or over size) and the
         queue, which is served before any new login.
         """
-        self._leave_queue(request.session_id)
+        self._leave_queue(request.session_id, now)
         held = self._lease_of_user(request.user_id)
         if held is not None:
             if held.session_id == request.session_id:  # granted from the queue meanwhile
@@ -198,7 +206,7 @@ class PoolBook(Decisions):
                 request.user_id, request.user_name, request.device, now,
             )  # fmt: skip
             self.waiters.append(waiter)
-            enqueued = Enqueued(waiter)
+            enqueued = Enqueued(waiter, len(self.waiters), now)
             self.effects.append(enqueued)
             return enqueued
         return self._refuse(request, "seat_occupied", self._occupied_message())
@@ -217,13 +225,13 @@ class PoolBook(Decisions):
 
     def leave(self, session_id: str, now: float) -> None:
         """Take a session out of the queue (it closed or stopped waiting)."""
-        self._leave_queue(session_id)
+        self._leave_queue(session_id, now)
 
     def fill(self, now: float) -> None:
         """Grant free seats to waiters, in the order they asked."""
         while self.waiters and len(self.leases) < self.pool.seats:
             waiter = self.waiters.pop(0)
-            self.effects.append(Dequeued(waiter))
+            self.effects.append(Dequeued(waiter, len(self.waiters), now))
             request = Request(
                 waiter.session_id, waiter.lease_id, waiter.domain_id, waiter.user_id,
                 waiter.user_name, waiter.device,
@@ -267,11 +275,11 @@ class PoolBook(Decisions):
         self.effects.append(refusal)
         return refusal
 
-    def _leave_queue(self, session_id: str) -> None:
+    def _leave_queue(self, session_id: str, now: float) -> None:
         for waiter in self.waiters:
             if waiter.session_id == session_id:
                 self.waiters.remove(waiter)
-                self.effects.append(Dequeued(waiter))
+                self.effects.append(Dequeued(waiter, len(self.waiters), now))
                 return
 
     def _lease_of_user(self, user_id: str) -> Lease | None:

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from urllib.parse import urlsplit
 
-from .base import Store, StoredEvent, Token, TokenGrant, Tx
+from .base import EventQuery, Store, StoredEvent, Token, TokenGrant, Tx
 
-__all__ = ["Store", "StoredEvent", "Token", "TokenGrant", "Tx", "store_for_url"]
+__all__ = ["EventQuery", "Store", "StoredEvent", "Token", "TokenGrant", "Tx", "store_for_url"]
 
 
 def store_for_url(url: str, node_id: str) -> Store:

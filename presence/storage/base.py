@@ -1,12 +1,12 @@
 """The storage interface: one small set of operations every backend provides.
 
 A :class:`Store` is the record of domains, pools, users, tokens, leases, the
-queue and the event log, and the bus between nodes. All reads and writes go
-through a :class:`Tx`; a transaction opened for a domain serialises with every
-other transaction of that domain, so a decision read and written inside one
-is atomic on every node. Notes (:mod:`presence.notes`) given to
-:meth:`Tx.notify` reach the subscribers of every node after the transaction
-commits, and never if it rolls back.
+queue, the event log and the history of queue lengths, and the bus between
+nodes. All reads and writes go through a :class:`Tx`; a transaction opened
+for a domain serialises with every other transaction of that domain, so a
+decision read and written inside one is atomic on every node. Notes
+(:mod:`presence.notes`) given to :meth:`Tx.notify` reach the subscribers of
+every node after the transaction commits, and never if it rolls back.
 
 Leases and queue places live while the node that serves their session renews
 them (:meth:`Store.renew`); one that is not renewed for ``lease_ttl`` has
@@ -27,6 +27,7 @@ from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 
 from ..core.model import Domain, Event, Lease, Pool, User, Waiter
+from ..core.usage import History
 from ..errors import Overloaded
 from ..notes import Note
 
@@ -84,6 +85,30 @@ class StoredEvent:
     event: Event
 
 
+@dataclass(frozen=True, slots=True)
+class EventQuery:
+    """Which events of a domain :meth:`Tx.events` reads.
+
+    Without ``before``: the first ``limit`` matching events with an id greater
+    than ``after``. With ``before``: the last ``limit`` matching events with an
+    id less than ``before`` (and greater than ``after``), so that a reader can
+    page backwards from the newest. Either way oldest first.
+
+    The filters that are set must all match: ``types`` (any of them; empty:
+    every type), ``user_id``, ``pool``, and the time ``at`` within
+    ``[start, end)``.
+    """
+
+    after: int = 0
+    before: int | None = None
+    limit: int = 100
+    types: frozenset[str] = frozenset()
+    user_id: str | None = None
+    pool: str | None = None
+    start: float | None = None
+    end: float | None = None
+
+
 class Tx(abc.ABC):
     """One transaction. Every method must be awaited inside it.
 
@@ -96,6 +121,10 @@ class Tx(abc.ABC):
         """The time of the transaction, from the clock that leases expire by."""
 
     # Domains, pools and users.
+    @abc.abstractmethod
+    async def domains(self) -> list[Domain]:
+        """Every domain, by id."""
+
     @abc.abstractmethod
     async def domain(self, domain_id: str) -> Domain | None: ...
     @abc.abstractmethod
@@ -117,8 +146,9 @@ class Tx(abc.ABC):
     @abc.abstractmethod
     async def user(self, domain_id: str, user_id: str) -> User | None: ...
     @abc.abstractmethod
-    async def emails(self, domain_id: str) -> list[str]:
-        """The e-mail addresses of the domain's users."""
+    async def email_taken(self, domain_id: str, email: str) -> bool:
+        """Whether a user of the domain has this e-mail address, compared
+        without case (as the database's ``lower()`` folds it)."""
 
     @abc.abstractmethod
     async def named_users(self, domain_id: str) -> int:
@@ -205,16 +235,25 @@ class Tx(abc.ABC):
     @abc.abstractmethod
     async def add_events(self, events: list[Event]) -> list[StoredEvent]: ...
     @abc.abstractmethod
-    async def events(self, domain_id: str, after: int, limit: int) -> list[StoredEvent]:
-        """Events after the id ``after``, oldest first."""
+    async def events(self, domain_id: str, query: EventQuery) -> list[StoredEvent]:
+        """The domain's events that ``query`` asks for, oldest first."""
 
     @abc.abstractmethod
     async def latest_events(self, domain_id: str, limit: int) -> list[StoredEvent]:
         """The ``limit`` newest events, oldest first."""
 
+    # The history of queue lengths, and usage.
     @abc.abstractmethod
-    async def pool_events(self, domain_id: str, until: float) -> list[Event]:
-        """Every event of the domain's pools up to ``until``, oldest first."""
+    async def record_queue(self, domain_id: str, pool: str, at: float, queued: int) -> None:
+        """Record that the pool's queue is ``queued`` long from ``at`` on."""
+
+    @abc.abstractmethod
+    async def usage_history(self, domain_id: str, start: float, end: float) -> History:
+        """What the usage of the domain's pools in ``[start, end)`` is computed
+        from, read by index: each pool's state at ``start``, the period's pool
+        events (by id) and its queue samples (by time, then in the order
+        recorded), as :func:`presence.core.usage.history_of` takes them from
+        the whole log."""
 
     @abc.abstractmethod
     def notify(self, note: Note) -> None:

@@ -30,19 +30,21 @@ import time
 from collections.abc import AsyncIterator, Collection, Iterator
 from contextlib import asynccontextmanager
 from dataclasses import replace
-from typing import Any
+from typing import Any, cast
 
 import asyncpg
 from asyncpg.pool import PoolConnectionProxy
 
 from .. import notes
 from ..core.model import Domain, Event, Lease, Pool, User, Waiter
+from ..core.usage import EventRow, History, SampleRow
 from ..errors import Overloaded, RuleViolation, StorageError
 from ..notes import Note
 from . import rows
 from .base import (
     LAST_USED_RESOLUTION,
     DomainTurns,
+    EventQuery,
     Store,
     StoredEvent,
     Token,
@@ -72,8 +74,8 @@ LOCK_SCHEMA = "SELECT pg_advisory_xact_lock(hashtextextended('presence schema', 
 _ERRORS = (asyncpg.PostgresError, asyncpg.InterfaceError, asyncpg.InternalClientError, OSError)
 
 #: Bumped with every change of SCHEMA or UPGRADE.
-SCHEMA_VERSION = 2
-SCHEMA = """
+SCHEMA_VERSION = 4
+SCHEMA = f"""
 CREATE TABLE IF NOT EXISTS domains (
     id text PRIMARY KEY, name text NOT NULL, plan text NOT NULL,
     named_licenses integer NOT NULL, seat_licenses integer NOT NULL);
@@ -115,7 +117,12 @@ CREATE TABLE IF NOT EXISTS events (
     at float8 NOT NULL, type text NOT NULL, user_id text NOT NULL,
     device_id text NOT NULL, pool text, seat integer);
 CREATE INDEX IF NOT EXISTS events_by_domain ON events (domain_id, id);
-"""
+CREATE TABLE IF NOT EXISTS queue_samples (
+    id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, domain_id text NOT NULL,
+    pool text NOT NULL, at float8 NOT NULL, queued integer NOT NULL);
+CREATE INDEX IF NOT EXISTS queue_samples_by_time ON queue_samples (domain_id, at, id);
+CREATE INDEX IF NOT EXISTS users_by_email ON users (domain_id, lower(email));
+{rows.USAGE_INDEXES}"""
 
 # Run after SCHEMA, on new databases as on those from before leases expired by
 # themselves: then leases and waiters belonged to a node, renewed in a table of
@@ -430,6 +437,10 @@ class PostgresTx(Tx):
         now: float = await self._conn.fetchval(f"SELECT {NOW}")
         return now
 
+    async def domains(self) -> list[Domain]:
+        found = await self._conn.fetch(f"SELECT {rows.DOMAIN_COLUMNS} FROM domains ORDER BY id")
+        return [rows.domain(row) for row in found]
+
     async def domain(self, domain_id: str) -> Domain | None:
         row = await self._conn.fetchrow(
             f"SELECT {rows.DOMAIN_COLUMNS} FROM domains WHERE id = $1", domain_id
@@ -481,9 +492,13 @@ class PostgresTx(Tx):
         )
         return [rows.user(row) for row in found]
 
-    async def emails(self, domain_id: str) -> list[str]:
-        found = await self._conn.fetch("SELECT email FROM users WHERE domain_id = $1", domain_id)
-        return [row["email"] for row in found]
+    async def email_taken(self, domain_id: str, email: str) -> bool:
+        taken: bool = await self._conn.fetchval(
+            "SELECT EXISTS (SELECT FROM users WHERE domain_id = $1 AND lower(email) = lower($2))",
+            domain_id,
+            email,
+        )
+        return taken
 
     async def named_users(self, domain_id: str) -> int:
         count: int = await self._conn.fetchval(
@@ -652,15 +667,22 @@ class PostgresTx(Tx):
             stored.append(StoredEvent(event_id, event))
         return stored
 
-    async def events(self, domain_id: str, after: int, limit: int) -> list[StoredEvent]:
+    async def events(self, domain_id: str, query: EventQuery) -> list[StoredEvent]:
+        params: list[Any] = [domain_id]
+
+        def param(value: Any) -> str:
+            params.append(value)
+            return f"${len(params)}"
+
+        where = rows.event_conditions(query, param)
+        newest = query.before is not None  # the last ones before it, read backwards
         found = await self._conn.fetch(
-            f"SELECT id, {rows.EVENT_COLUMNS} FROM events WHERE domain_id = $1 AND id > $2 "
-            "ORDER BY id LIMIT $3",
-            domain_id,
-            after,
-            limit,
+            f"SELECT id, {rows.EVENT_COLUMNS} FROM events WHERE domain_id = $1 AND {where} "
+            f"ORDER BY {'id DESC' if newest else 'id'} LIMIT {param(query.limit)}",
+            *params,
         )
-        return [StoredEvent(row["id"], rows.event(row)) for row in found]
+        stored = [StoredEvent(row["id"], rows.event(row)) for row in found]
+        return stored[::-1] if newest else stored
 
     async def latest_events(self, domain_id: str, limit: int) -> list[StoredEvent]:
         found = await self._conn.fetch(
@@ -671,14 +693,30 @@ class PostgresTx(Tx):
         )
         return [StoredEvent(row["id"], rows.event(row)) for row in reversed(found)]
 
-    async def pool_events(self, domain_id: str, until: float) -> list[Event]:
-        found = await self._conn.fetch(
-            f"SELECT {rows.EVENT_COLUMNS} FROM events "
-            "WHERE domain_id = $1 AND pool IS NOT NULL AND at <= $2 ORDER BY id",
+    async def record_queue(self, domain_id: str, pool: str, at: float, queued: int) -> None:
+        await self._conn.execute(
+            f"INSERT INTO queue_samples ({rows.QUEUE_SAMPLE_COLUMNS}) VALUES ($1, $2, $3, $4)",
             domain_id,
-            until,
+            pool,
+            at,
+            queued,
         )
-        return [rows.event(row) for row in found]
+
+    async def usage_history(self, domain_id: str, start: float, end: float) -> History:
+        ids = await self._conn.fetchrow(rows.PERIOD_IDS, domain_id, start, end)
+        assert ids is not None
+        first, after = ids
+        first = rows.NO_EVENT if first is None else first  # no event since start
+        after = rows.NO_EVENT if after is None else after
+        held = await self._conn.fetch(rows.SEATS_HELD, domain_id, first)
+        queued = await self._conn.fetch(rows.QUEUED, domain_id, start)
+        events = await self._conn.fetch(rows.PERIOD_EVENTS, domain_id, first, after)
+        samples = await self._conn.fetch(rows.PERIOD_SAMPLES, domain_id, start, end)
+        # Records index, unpack and compare as tuples: a year of events is not copied.
+        return rows.history(
+            map(tuple, held), map(tuple, queued),
+            cast("list[EventRow]", events), cast("list[SampleRow]", samples),
+        )  # fmt: skip
 
     def notify(self, note: Note) -> None:
         self.notes.append(note)

@@ -7,10 +7,12 @@ own (see :meth:`~presence.storage.Store.renew`), which the model does not carry.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
 from typing import Any, Protocol
 
 from ..core.model import Device, Domain, Event, Lease, License, Pool, User, Waiter
-from .base import Token
+from ..core.usage import FREEING, EventRow, History, PoolState, SampleRow
+from .base import EventQuery, Token
 
 LEASE_COLUMNS = (
     "id, session_id, domain_id, user_id, user_name, device_id, device_kind, device_name, "
@@ -25,6 +27,89 @@ POOL_COLUMNS = "domain_id, id, name, seats, idle_logoff_s"
 DOMAIN_COLUMNS = "id, name, plan, named_licenses, seat_licenses"
 EVENT_COLUMNS = "domain_id, at, type, user_id, device_id, pool, seat"
 TOKEN_COLUMNS = "id, role, domain_id, user_id, label, created_at, expires_at, last_used_at"
+QUEUE_SAMPLE_COLUMNS = "domain_id, pool, at, queued"
+
+# Usage (presence.core.usage.History) reads a period by index, whatever came
+# before it. ``$n`` are the parameters (SQLite's ``?n``). The events that decide
+# whether a seat is held, the condition of a partial index: a query must say it
+# in the same words for SQLite to use the index, and a change of it is a new
+# index (another name).
+SEAT_CHANGES = (
+    "seat IS NOT NULL AND type IN ("
+    + ", ".join(f"'{t}'" for t in ("seat_granted", *sorted(FREEING)))
+    + ")"
+)
+USAGE_INDEXES = f"""
+CREATE INDEX IF NOT EXISTS events_by_time ON events (domain_id, at, id) WHERE pool IS NOT NULL;
+CREATE INDEX IF NOT EXISTS events_by_seat ON events (domain_id, pool, seat, id)
+    WHERE {SEAT_CHANGES};
+CREATE INDEX IF NOT EXISTS queue_samples_by_pool ON queue_samples (domain_id, pool, at, id);
+"""
+# The id of the first pool event (in the log's order) timed at or after $2, and
+# of the first at or after $3 (NULL: none): the period's events run from the
+# one to the other (see presence.core.usage). Each is found in the index by
+# time, reading the entries from that time on; with min(id) rather than
+# min(id + 0), PostgreSQL may read the index by id from the domain's first
+# event instead, even for the last hour.
+PERIOD_IDS = """
+SELECT (SELECT min(id + 0) FROM events WHERE domain_id = $1 AND pool IS NOT NULL AND at >= $2),
+       (SELECT min(id + 0) FROM events WHERE domain_id = $1 AND pool IS NOT NULL AND at >= $3)
+"""
+# (pool, seat) of each seat held after the events logged before id $2: those
+# whose last grant or freeing then was a grant. The seats of each pool are
+# found one by one in the index (a loose index scan), each one's last change in
+# one step back.
+SEATS_HELD = f"""
+WITH RECURSIVE seats (pool, seat) AS (
+    SELECT id, (SELECT min(e.seat) FROM events e
+                WHERE e.domain_id = $1 AND e.pool = pools.id AND {SEAT_CHANGES})
+    FROM pools WHERE domain_id = $1
+  UNION ALL
+    SELECT s.pool, (SELECT min(e.seat) FROM events e
+                    WHERE e.domain_id = $1 AND e.pool = s.pool AND e.seat > s.seat
+                    AND {SEAT_CHANGES})
+    FROM seats s WHERE s.seat IS NOT NULL)
+SELECT s.pool, s.seat FROM seats s
+WHERE (SELECT e.type FROM events e
+       WHERE e.domain_id = $1 AND e.pool = s.pool AND e.seat = s.seat AND e.id < $2
+       AND {SEAT_CHANGES} ORDER BY e.id DESC LIMIT 1) = 'seat_granted'
+"""
+# (pool, queue length before $2, or NULL) of each pool of the domain.
+QUEUED = """
+SELECT p.id, (SELECT q.queued FROM queue_samples q
+              WHERE q.domain_id = $1 AND q.pool = p.id AND q.at < $2
+              ORDER BY q.at DESC, q.id DESC LIMIT 1)
+FROM pools p WHERE p.domain_id = $1
+"""
+# Bulk reads (a year of history is a million events): rows, not objects, in the
+# order of presence.core.usage.EventRow and SampleRow.
+PERIOD_EVENTS = """
+SELECT at, pool, type, seat FROM events
+WHERE domain_id = $1 AND pool IS NOT NULL AND id >= $2 AND id < $3 ORDER BY id
+"""
+PERIOD_SAMPLES = """
+SELECT at, pool, queued FROM queue_samples
+WHERE domain_id = $1 AND at >= $2 AND at < $3 ORDER BY at, id
+"""
+#: An id greater than every event's: the end of a period that no event ends.
+NO_EVENT = 2**63 - 1
+
+
+def history(
+    held: Iterable[tuple[str, int]],
+    queued: Iterable[tuple[str, int | None]],
+    events: list[EventRow],
+    samples: list[SampleRow],
+) -> History:
+    """A period's :class:`History` from the rows of :data:`SEATS_HELD`,
+    :data:`QUEUED`, :data:`PERIOD_EVENTS` and :data:`PERIOD_SAMPLES`."""
+    seats: dict[str, set[int]] = {}
+    for pool, seat in held:
+        seats.setdefault(pool, set()).add(seat)
+    state = {
+        pool: PoolState(frozenset(seats.get(pool, ())), length or 0) for pool, length in queued
+    }
+    return History(state, events, samples)
 
 
 class Row(Protocol):
@@ -111,6 +196,28 @@ def event(row: Row) -> Event:
 
 def event_values(e: Event) -> tuple[Any, ...]:
     return (e.domain_id, e.at, e.type, e.user_id, e.device_id, e.pool, e.seat)
+
+
+def event_conditions(query: EventQuery, param: Callable[[Any], str]) -> str:
+    """The conditions of ``query`` on the events table, joined by AND.
+
+    ``param`` takes a value and returns the placeholder it is bound to: values
+    never enter the SQL text.
+    """
+    conditions = [f"id > {param(query.after)}"]
+    if query.before is not None:
+        conditions.append(f"id < {param(query.before)}")
+    if query.types:
+        conditions.append(f"type IN ({', '.join(param(t) for t in sorted(query.types))})")
+    if query.user_id is not None:
+        conditions.append(f"user_id = {param(query.user_id)}")
+    if query.pool is not None:
+        conditions.append(f"pool = {param(query.pool)}")
+    if query.start is not None:
+        conditions.append(f"at >= {param(float(query.start))}")
+    if query.end is not None:
+        conditions.append(f"at < {param(float(query.end))}")
+    return " AND ".join(conditions)
 
 
 def token(row: Row) -> Token:

@@ -26,11 +26,13 @@ from operator import attrgetter
 from typing import Any
 
 from ..core.model import Domain, Event, Lease, Pool, User, Waiter
+from ..core.usage import History
 from ..errors import RuleViolation, StorageError
 from ..notes import Note
 from . import rows
 from .base import (
     LAST_USED_RESOLUTION,
+    EventQuery,
     Store,
     StoredEvent,
     Token,
@@ -39,7 +41,7 @@ from .base import (
     check_deadline,
 )
 
-SCHEMA = """
+SCHEMA = f"""
 CREATE TABLE IF NOT EXISTS domains (
     id TEXT PRIMARY KEY, name TEXT NOT NULL, plan TEXT NOT NULL,
     named_licenses INTEGER NOT NULL, seat_licenses INTEGER NOT NULL);
@@ -79,7 +81,14 @@ CREATE TABLE IF NOT EXISTS events (
     type TEXT NOT NULL, user_id TEXT NOT NULL, device_id TEXT NOT NULL,
     pool TEXT, seat INTEGER);
 CREATE INDEX IF NOT EXISTS events_by_domain ON events (domain_id, id);
-"""
+CREATE TABLE IF NOT EXISTS queue_samples (
+    id INTEGER PRIMARY KEY, domain_id TEXT NOT NULL, pool TEXT NOT NULL,
+    at REAL NOT NULL, queued INTEGER NOT NULL);
+CREATE INDEX IF NOT EXISTS queue_samples_by_time ON queue_samples (domain_id, at);
+-- With email as well, the lookup reads the index alone, and the planner takes it
+-- over the unique index on (domain_id, email), which would read every address.
+CREATE INDEX IF NOT EXISTS users_by_email ON users (domain_id, lower(email), email);
+{rows.USAGE_INDEXES}"""
 # Columns the tokens table gained after its first release: a file from before
 # gets them in place (each of its tokens an id), a new file the same way.
 TOKEN_COLUMNS_ADDED = {
@@ -107,6 +116,21 @@ DROP TABLE nodes;
 
 #: Sessions renewed per transaction: a long renewal would hold up every decision.
 RENEW_BATCH = 2000
+
+
+EMAIL_TAKEN = "SELECT 1 FROM users WHERE domain_id = ? AND lower(email) = lower(?)"
+
+
+def _numbered(sql: str) -> str:
+    """The shared SQL of :mod:`.rows` with SQLite's parameters: ``$n`` is ``?n``."""
+    return sql.replace("$", "?")
+
+
+_PERIOD_IDS = _numbered(rows.PERIOD_IDS)
+_SEATS_HELD = _numbered(rows.SEATS_HELD)
+_QUEUED = _numbered(rows.QUEUED)
+_PERIOD_EVENTS = _numbered(rows.PERIOD_EVENTS)
+_PERIOD_SAMPLES = _numbered(rows.PERIOD_SAMPLES)
 
 
 class SQLiteStore(Store):
@@ -150,8 +174,14 @@ class SQLiteStore(Store):
             # This node is the file's only user: what it held before a restart
             # is kept for lease_ttl from now, for its holders to reclaim. A
             # queue place is never reclaimed (a session waits on its own
-            # connection), so the queues start empty.
-            db.execute("UPDATE leases SET expires_at = ?", (time.time() + lease_ttl,))
+            # connection), so the queues start empty, and their history says so.
+            now = time.time()
+            db.execute("UPDATE leases SET expires_at = ?", (now + lease_ttl,))
+            db.execute(
+                "INSERT INTO queue_samples (domain_id, pool, at, queued) "
+                "SELECT DISTINCT domain_id, pool, ?, 0 FROM waiters",
+                (now,),
+            )
             db.execute("DELETE FROM waiters")
             found = db.execute(f"SELECT {rows.LEASE_COLUMNS} FROM leases ORDER BY since, rowid")
             self._leases = LiveLeases(rows.lease(row) for row in found)
@@ -393,6 +423,9 @@ class SQLiteTx(Tx):
     async def now(self) -> float:
         return time.time()
 
+    async def domains(self) -> list[Domain]:
+        return [rows.domain(row) for row in await self._all("SELECT * FROM domains ORDER BY id")]
+
     async def domain(self, domain_id: str) -> Domain | None:
         row = await self._one("SELECT * FROM domains WHERE id = ?", (domain_id,))
         return rows.domain(row) if row else None
@@ -444,9 +477,8 @@ class SQLiteTx(Tx):
         )
         return rows.user(row) if row else None
 
-    async def emails(self, domain_id: str) -> list[str]:
-        found = await self._all("SELECT email FROM users WHERE domain_id = ?", (domain_id,))
-        return [row["email"] for row in found]
+    async def email_taken(self, domain_id: str, email: str) -> bool:
+        return await self._one(EMAIL_TAKEN, (domain_id, email)) is not None
 
     async def named_users(self, domain_id: str) -> int:
         row = await self._one(
@@ -627,13 +659,22 @@ class SQLiteTx(Tx):
             stored.append(StoredEvent(cursor.lastrowid, event))
         return stored
 
-    async def events(self, domain_id: str, after: int, limit: int) -> list[StoredEvent]:
+    async def events(self, domain_id: str, query: EventQuery) -> list[StoredEvent]:
+        params: list[Any] = [domain_id]
+
+        def param(value: Any) -> str:
+            params.append(value)
+            return "?"
+
+        where = rows.event_conditions(query, param)
+        newest = query.before is not None  # the last ones before it, read backwards
         found = await self._all(
-            f"SELECT id, {rows.EVENT_COLUMNS} FROM events WHERE domain_id = ? AND id > ? "
-            "ORDER BY id LIMIT ?",
-            (domain_id, after, limit),
+            f"SELECT id, {rows.EVENT_COLUMNS} FROM events WHERE domain_id = ? AND {where} "
+            f"ORDER BY {'id DESC' if newest else 'id'} LIMIT ?",
+            (*params, query.limit),
         )
-        return [StoredEvent(row["id"], rows.event(row)) for row in found]
+        stored = [StoredEvent(row["id"], rows.event(row)) for row in found]
+        return stored[::-1] if newest else stored
 
     async def latest_events(self, domain_id: str, limit: int) -> list[StoredEvent]:
         found = await self._all(
@@ -643,13 +684,28 @@ class SQLiteTx(Tx):
         )
         return [StoredEvent(row["id"], rows.event(row)) for row in reversed(found)]
 
-    async def pool_events(self, domain_id: str, until: float) -> list[Event]:
-        found = await self._all(
-            f"SELECT {rows.EVENT_COLUMNS} FROM events "
-            "WHERE domain_id = ? AND pool IS NOT NULL AND at <= ? ORDER BY id",
-            (domain_id, until),
+    async def record_queue(self, domain_id: str, pool: str, at: float, queued: int) -> None:
+        await self.execute(
+            f"INSERT INTO queue_samples ({rows.QUEUE_SAMPLE_COLUMNS}) VALUES (?, ?, ?, ?)",
+            (domain_id, pool, at, queued),
         )
-        return [rows.event(row) for row in found]
+
+    async def usage_history(self, domain_id: str, start: float, end: float) -> History:
+        first, after = self._tuples(_PERIOD_IDS, (domain_id, start, end)).fetchone()
+        first = rows.NO_EVENT if first is None else first  # no event since start
+        after = rows.NO_EVENT if after is None else after
+        return rows.history(
+            self._tuples(_SEATS_HELD, (domain_id, first)).fetchall(),
+            self._tuples(_QUEUED, (domain_id, start)).fetchall(),
+            self._tuples(_PERIOD_EVENTS, (domain_id, first, after)).fetchall(),
+            self._tuples(_PERIOD_SAMPLES, (domain_id, start, end)).fetchall(),
+        )
+
+    def _tuples(self, sql: str, params: tuple[Any, ...]) -> sqlite3.Cursor:
+        """Rows as plain tuples, for bulk reads."""
+        cursor = self._db.cursor()
+        cursor.row_factory = None
+        return cursor.execute(sql, params)
 
     def notify(self, note: Note) -> None:
         self.notes.append(note)

@@ -167,7 +167,7 @@ def test_queue_is_served_in_order_before_new_logins() -> None:
     b.release(holder.id, seats.LOGGED_OUT, NOW + 3)
     bob = b.leases[first.waiter.lease_id]
     assert bob.user_id == "bob" and bob.session_id == first.waiter.session_id
-    assert Dequeued(first.waiter) in b.effects
+    assert Dequeued(first.waiter, 1, NOW + 3) in b.effects  # cat still waits
     assert b.position(second.waiter.session_id) == 1
     refused = b.acquire(request("dan"), NOW + 4)
     assert isinstance(refused, Refusal) and refused.code == "seat_occupied"

@@ -18,6 +18,7 @@ from presence.admin import Admin
 from presence.core.model import Device
 from presence.node import Node
 from presence.node.session import Phase, Session
+from presence.storage import EventQuery
 
 from .conftest import SERVER, Accounts, Recorder, open_node
 
@@ -79,7 +80,7 @@ async def test_a_lease_the_node_no_longer_serves_expires_and_a_live_one_stays(
                 await asyncio.sleep(2 * TTL)  # the live one is renewed all along
                 async with node.store.transaction() as tx:
                     assert [x.session_id for x in await tx.leases("acme")] == [live.id]
-                    events = await tx.events("acme", 0, 100)
+                    events = await tx.events("acme", EventQuery())
         finally:
             heart.cancel()
         expired = [e.event for e in events if e.event.type == "lease_expired"]

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import random
 import sqlite3
 import time
 import uuid
@@ -17,17 +18,29 @@ from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from operator import attrgetter
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import asyncpg
 import pytest
 
 from presence import notes
-from presence.core.model import Device, Domain, Event, Lease, License, Pool, User, Waiter
+from presence.core.model import (
+    Device,
+    Domain,
+    Event,
+    Lease,
+    License,
+    Pool,
+    QueueSample,
+    User,
+    Waiter,
+)
+from presence.core.usage import FREEING, History, PoolState, SampleRow, history_of
 from presence.errors import RuleViolation, StorageError
 from presence.notes import Note
-from presence.storage import Store, Token, TokenGrant, store_for_url
+from presence.storage import EventQuery, Store, Token, TokenGrant, sqlite, store_for_url
 from presence.storage.base import LAST_USED_RESOLUTION
+from presence.storage.sqlite import SQLiteStore
 
 from .conftest import LONG_TTL, Nodes
 
@@ -41,6 +54,7 @@ SHORT_TTL = 0.5
 CLOSING_TTL = 2.0
 
 only_postgresql = pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+only_sqlite = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 by_id = attrgetter("id")
 T = TypeVar("T")
 
@@ -91,9 +105,16 @@ def new_waiter(node: Store, user_id: str, *, pool: str = "desk", since: float = 
 
 
 def new_event(
-    type_: str, at: float, *, domain_id: str = "acme", pool: str | None = "desk"
+    type_: str,
+    at: float,
+    *,
+    domain_id: str = "acme",
+    pool: str | None = "desk",
+    user_id: str = "u1",
 ) -> Event:
-    return Event(type_, at, domain_id, "u1", "device-u1", pool, None if pool is None else 1)
+    return Event(
+        type_, at, domain_id, user_id, f"device-{user_id}", pool, None if pool is None else 1
+    )
 
 
 class Inbox:
@@ -144,6 +165,16 @@ async def test_domains(store: Store) -> None:
         await tx.update_domain(replace(new_domain(), name="Acme Inc", named_licenses=5))
     async with store.transaction() as tx:
         assert await tx.domain("acme") == replace(new_domain(), name="Acme Inc", named_licenses=5)
+
+
+async def test_every_domain_by_id(store: Store) -> None:
+    async with store.transaction() as tx:
+        assert await tx.domains() == []
+    for domain_id in ("zeta", "acme", "m-2"):
+        async with store.transaction(domain_id) as tx:
+            await tx.insert_domain(new_domain(domain_id))
+    async with store.transaction() as tx:
+        assert await tx.domains() == [new_domain(d) for d in ("acme", "m-2", "zeta")]
 
 
 async def test_a_second_domain_with_an_id_is_refused(store: Store) -> None:
@@ -198,18 +229,14 @@ async def test_users_in_the_order_they_were_created(store: Store) -> None:
         assert await tx.users("acme") == users
         assert await tx.user("acme", "u1") == users[1]
         assert await tx.user("acme", "nobody") is None
-        assert sorted(await tx.emails("acme")) == [
-            "a@example.com",
-            "b@example.com",
-            "c@example.com",
-        ]
+        assert await tx.email_taken("acme", "b@example.com")
         assert (await tx.named_users("acme"), await tx.named_users("other")) == (1, 1)
         moved = replace(users[1], name="Alan", license=License("named"))
         await tx.update_user(moved)
     async with store.transaction("acme") as tx:
         assert await tx.user("acme", "u1") == moved
         assert await tx.named_users("acme") == 2
-        assert await tx.emails("nobody") == []
+        assert not await tx.email_taken("nobody", "a@example.com")
         assert await tx.user("other", "u1") == User(
             "other", "u1", "a@example.com", "Al", License("named")
         )
@@ -222,6 +249,21 @@ async def test_an_email_has_one_user_per_domain(store: Store) -> None:
         async with store.transaction("acme") as tx:
             await tx.insert_user(User("acme", "u2", "a@example.com", "Ann", License("named")))
     assert refused.value.code == "already_exists"
+
+
+async def test_an_email_is_taken_whatever_its_case(store: Store) -> None:
+    async with store.transaction("acme") as tx:
+        await tx.insert_user(User("acme", "u1", "Ann.Lee@Example.com", "Ann", License("named")))
+        await tx.insert_user(User("other", "u1", "bob@example.com", "Bob", License("named")))
+    async with store.transaction("acme") as tx:
+        for email in ("Ann.Lee@Example.com", "ann.lee@example.com", "ANN.LEE@EXAMPLE.COM"):
+            assert await tx.email_taken("acme", email)
+        for email in ("ann@example.com", "ann.lee@example.co", "ann.lee@example.com "):
+            assert not await tx.email_taken("acme", email)
+        assert not await tx.email_taken("acme", "bob@example.com")  # another domain's
+        assert await tx.email_taken("other", "Bob@example.com")
+        await tx.delete_user("acme", "u1")
+        assert not await tx.email_taken("acme", "ann.lee@example.com")
 
 
 def new_token(
@@ -758,13 +800,223 @@ async def test_events(store: Store) -> None:
     ids = [s.id for s in stored]
     assert ids == sorted(ids) and len(set(ids)) == len(ids)
     async with store.transaction("acme") as tx:
-        assert await tx.events("acme", 0, 100) == stored
-        assert await tx.events("acme", ids[0], 2) == stored[1:3]
-        assert await tx.events("acme", ids[-1], 100) == []
+        assert await tx.events("acme", EventQuery()) == stored
+        assert await tx.events("acme", EventQuery(after=ids[0], limit=2)) == stored[1:3]
+        assert await tx.events("acme", EventQuery(after=ids[-1])) == []
         assert await tx.latest_events("acme", 2) == stored[2:]
         assert await tx.latest_events("acme", 100) == stored
-        assert await tx.pool_events("acme", 12.0) == [logged[0], logged[2]]
         assert await tx.add_events([]) == []
+
+
+async def test_events_filtered(store: Store) -> None:
+    logged = [
+        new_event("seat_granted", 10.0),
+        new_event("seat_denied", 11.0, user_id="u2"),
+        new_event("named_login", 12.0, pool=None, user_id="u3"),
+        new_event("seat_granted", 13.0, pool="field", user_id="u2"),
+        new_event("call_started", 14.0),
+        new_event("seat_released", 15.0, pool="field", user_id="u2"),
+    ]
+    async with store.transaction("acme") as tx:
+        stored = await tx.add_events(logged)
+        await tx.add_events([new_event("seat_granted", 12.0, domain_id="other")])
+
+    async def found(**filters: Any) -> list[int]:
+        async with store.transaction("acme") as tx:
+            page = await tx.events("acme", EventQuery(**filters))
+        return [stored.index(e) for e in page]
+
+    assert await found(types=frozenset({"seat_granted"})) == [0, 3]
+    assert await found(types=frozenset({"seat_granted", "seat_released"})) == [0, 3, 5]
+    assert await found(types=frozenset({"pool_full"})) == []
+    assert await found(user_id="u2") == [1, 3, 5]
+    assert await found(pool="field") == [3, 5]
+    assert await found(pool="desk", user_id="u1") == [0, 4]
+    assert await found(start=11.0) == [1, 2, 3, 4, 5]
+    assert await found(end=13.0) == [0, 1, 2]  # [start, end): an event at 13.0 is after it
+    assert await found(start=12.0, end=14.0) == [2, 3]
+    assert await found(start=12.5, end=12.5) == []
+    assert await found(user_id="u2", types=frozenset({"seat_granted"}), start=13.0) == [3]
+    assert await found(user_id="u2", limit=2) == [1, 3]
+    assert await found(user_id="u2", after=stored[1].id) == [3, 5]
+    assert await found(user_id="nobody") == []
+
+
+async def test_events_paged_backwards_from_the_newest(store: Store) -> None:
+    async with store.transaction("acme") as tx:
+        stored = await tx.add_events([new_event("seat_granted", 10.0 + n) for n in range(7)])
+        await tx.add_events([new_event("seat_granted", 20.0, domain_id="other")])
+    ids = [s.id for s in stored]
+    pages = []
+    before = 2**62
+    while True:
+        async with store.transaction("acme") as tx:
+            page = await tx.events("acme", EventQuery(before=before, limit=3))
+        if not page:
+            break
+        pages.append(page)
+        before = page[0].id
+    assert pages == [stored[4:], stored[1:4], stored[:1]]  # each oldest first
+    async with store.transaction("acme") as tx:
+        assert await tx.events("acme", EventQuery(before=ids[3])) == stored[:3]
+        assert await tx.events("acme", EventQuery(before=ids[0])) == []
+        assert await tx.events("acme", EventQuery(after=ids[1], before=ids[5])) == stored[2:5]
+        assert (
+            await tx.events("acme", EventQuery(after=ids[1], before=ids[5], limit=2))
+            == (stored[3:5])
+        )
+        odd = EventQuery(before=ids[6], limit=2, start=11.0, end=15.0)
+        assert await tx.events("acme", odd) == stored[3:5]
+
+
+# The history of queue lengths, and usage.
+
+
+def sample_rows(samples: list[QueueSample]) -> list[SampleRow]:
+    return [(s.at, s.pool, s.queued) for s in samples]
+
+
+async def test_queue_samples_by_time(store: Store) -> None:
+    recorded = [
+        QueueSample("acme", "desk", 10.0, 1),
+        QueueSample("acme", "field", 10.0, 3),
+        QueueSample("acme", "desk", 12.5, 0),
+        QueueSample("acme", "desk", 11.0, 2),  # recorded late: read in its time's place
+        QueueSample("acme", "desk", 12.5, 4),  # at one time: in the order recorded
+        QueueSample("other", "desk", 11.0, 7),
+    ]
+    async with store.transaction("acme") as tx:
+        for pool in ("desk", "field"):
+            await tx.insert_pool(Pool("acme", pool, pool.title(), 1))
+        for sample in recorded:
+            await tx.record_queue(sample.domain_id, sample.pool, sample.at, sample.queued)
+
+    async def history(domain_id: str, start: float, end: float) -> History:
+        async with store.transaction(domain_id) as tx:
+            return await tx.usage_history(domain_id, start, end)
+
+    def of(*n: int) -> list[SampleRow]:
+        return sample_rows([recorded[k] for k in n])
+
+    assert (await history("acme", 0.0, 100.0)).samples == of(0, 1, 3, 2, 4)
+    assert (await history("acme", 0.0, 12.5)).samples == of(0, 1, 3)  # [start, end)
+    assert (await history("acme", 11.0, 12.5)).samples == of(3)
+    assert (await history("acme", 12.5, 13.0)).samples == of(2, 4)
+    assert (await history("acme", 0.0, 9.0)).samples == []
+    assert (await history("other", 0.0, 100.0)).samples == of(5)
+    assert (await history("nobody", 0.0, 100.0)) == History({}, [], [])
+    queued = {at: (await history("acme", at, 100.0)).state for at in (10.0, 12.0, 12.5, 13.0)}
+    assert queued == {
+        10.0: {"desk": PoolState(), "field": PoolState()},  # before their first sample
+        12.0: {"desk": PoolState(queued=2), "field": PoolState(queued=3)},
+        12.5: {"desk": PoolState(queued=2), "field": PoolState(queued=3)},
+        13.0: {"desk": PoolState(queued=4), "field": PoolState(queued=3)},
+    }
+
+
+async def test_a_rolled_back_queue_sample_is_gone(store: Store) -> None:
+    with pytest.raises(RuntimeError):
+        async with store.transaction("acme") as tx:
+            await tx.record_queue("acme", "desk", 10.0, 1)
+            raise RuntimeError
+    async with store.transaction("acme") as tx:
+        assert (await tx.usage_history("acme", 0.0, 100.0)).samples == []
+
+
+@only_sqlite
+async def test_queues_emptied_at_start_are_recorded_empty(nodes: Nodes) -> None:
+    store = await nodes.open()
+    async with store.transaction("acme") as tx:
+        for user_id in ("u1", "u2"):
+            await tx.insert_waiter(new_waiter(store, user_id))
+        await tx.insert_waiter(new_waiter(store, "u3", pool="field"))
+        await tx.record_queue("acme", "desk", 10.0, 2)
+        await tx.record_queue("acme", "field", 10.0, 1)
+    await store.close()
+    before = time.time()
+    store = await nodes.open()
+    async with store.transaction("acme") as tx:
+        assert await tx.waiters("acme", "desk") == []
+        samples = (await tx.usage_history("acme", 0.0, time.time() + 1)).samples
+    assert [(pool, queued) for _, pool, queued in samples[:2]] == [("desk", 2), ("field", 1)]
+    assert sorted((pool, queued) for _, pool, queued in samples[2:]) == [("desk", 0), ("field", 0)]
+    assert all(at >= before for at, _, _ in samples[2:])
+
+
+USAGE_POOLS = [Pool("acme", "desk", "Desk", 3), Pool("acme", "field", "Field", 2)]
+USAGE_TYPES = sorted(
+    FREEING | {"seat_granted", "seat_denied", "taken_over", "call_started", "call_ended"}
+)
+
+
+def usage_log(seed: int) -> tuple[list[Event], list[QueueSample]]:
+    """A random log of two domains: seats of live and deleted pools, events of
+    no pool, clocks now and then set back, queue samples recorded out of order."""
+    rng = random.Random(seed)
+    events, samples = [], []
+    now = 1000.0
+    for _ in range(300):
+        now += rng.choice([0, 0, 0.5, 1, 2, 5, -1, -3])
+        domain_id = rng.choice(["acme", "acme", "acme", "other"])
+        pool = rng.choice(["desk", "desk", "field", "gone", None])
+        seat = None if pool is None else rng.choice([1, 2, 3, None])
+        type_ = rng.choice(USAGE_TYPES)
+        events.append(Event(type_, now, domain_id, "u1", "pc", pool, seat))
+        if rng.random() < 0.2:
+            at = now + rng.choice([0, 0, -2, 1])
+            pool = rng.choice(["desk", "field", "gone"])
+            samples.append(QueueSample(domain_id, pool, at, rng.randrange(4)))
+    return events, samples
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+async def test_the_usage_history_of_a_period_is_the_one_of_the_whole_log(
+    store: Store, seed: int
+) -> None:
+    events, samples = usage_log(seed)
+    async with store.transaction("acme") as tx:
+        for pool in USAGE_POOLS:
+            await tx.insert_pool(pool)
+        await tx.add_events(events)
+        for sample in samples:
+            await tx.record_queue(sample.domain_id, sample.pool, sample.at, sample.queued)
+    acme = [e for e in events if e.domain_id == "acme"]
+    by_time = sorted((s for s in samples if s.domain_id == "acme"), key=attrgetter("at"))
+    times = sorted({e.at for e in events} | {s.at for s in samples})
+    periods = [(0.0, 5000.0), (times[-1] + 1, 5000.0), (times[5], times[5]), (times[20], 0.0)]
+    periods += [(times[n], times[n + 30]) for n in range(0, len(times) - 30, 7)]
+    periods += [(times[n] + 0.25, times[n + 45] - 0.25) for n in range(3, len(times) - 45, 11)]
+    async with store.transaction("acme") as tx:
+        for start, end in periods:
+            got = await tx.usage_history("acme", start, end)
+            assert got == history_of(USAGE_POOLS, acme, by_time, start, end), (start, end)
+
+
+@only_sqlite
+async def test_usage_and_email_lookups_read_by_index(store: Store) -> None:
+    assert isinstance(store, SQLiteStore)
+    await store.close()  # the file is the node's alone while it is open
+    db = sqlite3.connect(store.path)
+    try:
+        statements = [
+            (sqlite._PERIOD_IDS, ("acme", 1.0, 2.0)),
+            (sqlite._SEATS_HELD, ("acme", 10)),
+            (sqlite._QUEUED, ("acme", 1.0)),
+            (sqlite._PERIOD_EVENTS, ("acme", 1, 10)),
+            (sqlite._PERIOD_SAMPLES, ("acme", 1.0, 2.0)),
+            (sqlite.EMAIL_TAKEN, ("acme", "a@example.com")),
+        ]
+        plans = [
+            " / ".join(row[3] for row in db.execute(f"EXPLAIN QUERY PLAN {sql}", params))
+            for sql, params in statements
+        ]
+    finally:
+        db.close()
+    assert all("SCAN events" not in plan and "SCAN queue_samples" not in plan for plan in plans)
+    assert "INDEX events_by_time (domain_id=? AND at>?)" in plans[0]
+    assert "INDEX events_by_seat (domain_id=? AND pool=? AND seat=? AND id<?)" in plans[1]
+    assert "INDEX queue_samples_by_pool (domain_id=? AND pool=? AND at<?)" in plans[2]
+    assert "INDEX users_by_email (domain_id=? AND <expr>=?)" in plans[5]
 
 
 # Notes.
