@@ -8,7 +8,9 @@ change ends are ended through the store's notes, on whichever node holds them.
 
 from __future__ import annotations
 
+import asyncio
 import hmac
+import math
 import uuid
 from dataclasses import dataclass, replace
 from typing import Any
@@ -16,12 +18,17 @@ from typing import Any
 from . import leases, notes
 from .core import rules, seats
 from .core.model import Domain, Event, Lease, License, Pool, User
-from .core.usage import PoolUsage, usage
-from .errors import Forbidden, NotFound, RuleViolation, Unauthorized
-from .storage import Store, StoredEvent, Token, TokenGrant, Tx
+from .core.usage import PoolSeries, PoolUsage, point_count, series, usage
+from .errors import BadRequest, Forbidden, NotFound, RuleViolation, Unauthorized
+from .storage import EventQuery, Store, StoredEvent, Token, TokenGrant, Tx
 from .tokens import hash_token, new_token
 
 SERVER = TokenGrant("server")
+
+#: The most points :meth:`Admin.usage_series` gives per pool.
+#: Seconds a series covers when its start is not given: a day.
+SERIES_DEFAULT_PERIOD = 86_400
+SERIES_MAX_POINTS = 2000
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,6 +97,12 @@ class Admin:
                 raise RuleViolation("already_exists", f"Domain {domain.id!r} exists already.")
             await tx.insert_domain(domain)
         return domain
+
+    async def domains(self, who: TokenGrant) -> list[Domain]:
+        """Every domain, by id (server admin only)."""
+        _server_only(who)
+        async with self.store.transaction() as tx:
+            return await tx.domains()
 
     async def domain(self, who: TokenGrant, domain_id: str) -> Domain:
         async with self.store.transaction(domain_id) as tx:
@@ -211,7 +224,7 @@ class Admin:
     ) -> User:
         async with self.store.transaction(domain_id) as tx:
             domain = await _domain(tx, who, domain_id, "admin")
-            if any(taken.lower() == email.lower() for taken in await tx.emails(domain_id)):
+            if await tx.email_taken(domain_id, email):
                 raise RuleViolation("email_taken", f"{email} already has a user.")
             user = User(domain_id, uuid.uuid4().hex, email, name, license)
             await _check_license(tx, domain, None, user)
@@ -228,7 +241,14 @@ class Admin:
                 return user
             changed = replace(user, license=license)
             await _check_license(tx, domain, user, changed)
-            await leases.end_user(tx, user, seats.LICENSE_CHANGED, await tx.now())
+            now = await tx.now()
+            # Every change is logged once: ending a seat logs it with the seat;
+            # otherwise (named devices, or no live session) it is logged here.
+            held = await tx.leases(domain_id, user_id=user_id)
+            await leases.end_user(tx, user, seats.LICENSE_CHANGED, now)
+            if not any(lease.pool is not None for lease in held):
+                event = Event("license_changed", now, domain_id, user_id, "")
+                await leases.commit(tx, domain_id, seats.Decisions(events=[event]))
             await tx.update_user(changed)
             return changed
 
@@ -264,23 +284,54 @@ class Admin:
                 raise NotFound(f"There is no lease {lease_id!r}.")
             await leases.release(tx, lease, seats.RELEASED_BY_ADMIN, await tx.now())
 
-    async def events(
-        self, who: TokenGrant, domain_id: str, after: int, limit: int
-    ) -> list[StoredEvent]:
+    async def events(self, who: TokenGrant, domain_id: str, query: EventQuery) -> list[StoredEvent]:
+        """The domain's events that ``query`` asks for, oldest first."""
         async with self.store.transaction(domain_id) as tx:
             await _domain(tx, who, domain_id, "admin")
-            return await tx.events(domain_id, after, limit)
+            return await tx.events(domain_id, query)
 
     async def usage(
         self, who: TokenGrant, domain_id: str, start: float, end: float | None
     ) -> list[PoolUsage]:
-        """Each pool's usage from ``start`` to ``end`` (default and at most: now)."""
+        """Each pool's usage in ``[start, end)`` (``end``: default and at most now)."""
         async with self.store.transaction(domain_id) as tx:
             await _domain(tx, who, domain_id, "admin")
             now = await tx.now()
             end = now if end is None else min(end, now)
-            events = await tx.pool_events(domain_id, end)
-            return usage(await tx.pools(domain_id), events, start, max(start, end))
+            pools = await tx.pools(domain_id)
+            history = await tx.usage_history(domain_id, start, end)
+        # A second of work for a year of history: in a thread, so the node keeps serving.
+        return await asyncio.to_thread(usage, pools, history, start, end)
+
+    async def usage_series(
+        self, who: TokenGrant, domain_id: str, start: float | None, end: float | None, step: float
+    ) -> list[PoolSeries]:
+        """Each pool's usage per ``step`` seconds from ``start`` (default: a day
+        before ``end``) to ``end`` (default and at most: now), as
+        :func:`presence.core.usage.series` gives it; no points if ``end <= start``.
+
+        More than :data:`SERIES_MAX_POINTS` points is :exc:`BadRequest`.
+        """
+        if not (math.isfinite(step) and step > 0):
+            raise BadRequest("step", "The step must be a positive number of seconds.")
+        async with self.store.transaction(domain_id) as tx:
+            await _domain(tx, who, domain_id, "admin")
+            now = await tx.now()
+            end = now if end is None else min(end, now)
+            start = end - SERIES_DEFAULT_PERIOD if start is None else start
+            points = point_count(start, end, step)
+            if points > SERIES_MAX_POINTS:
+                raise BadRequest(
+                    "step",
+                    f"A step of {step:g} seconds makes {points:,} points over this period, "
+                    f"and at most {SERIES_MAX_POINTS:,} are given: choose a longer step "
+                    "or a shorter period.",
+                )
+            pools = await tx.pools(domain_id)
+            if not points:
+                return [PoolSeries(pool.id, pool.seats, []) for pool in pools]
+            history = await tx.usage_history(domain_id, start, end)
+        return await asyncio.to_thread(series, pools, history, start, end, step)
 
 
 # The lock that starting nodes take turns at for the server tokens: no

@@ -188,11 +188,12 @@ def _serve(args: argparse.Namespace, defaults: Config) -> None:
         # The demo needs the admin token; a generated one is stored hashed, so make our
         # own, for this run. Configured like any other, it revokes a generated one.
         token = config.admin_token or secrets.token_urlsafe(24)
+        url = _local_url(config.host, config.port)
         if config.admin_token is None:
             print(f"Demo server admin token (this run only): {token}", flush=True)
+            print(f"Admin console: {url.rstrip('/')}/admin#token={token}", flush=True)
             config = replace(config, admin_token=token)
         say = functools.partial(print, flush=True)
-        url = _local_url(config.host, config.port)
         background = functools.partial(demo.run, url, token, say=say)
     if args.workers == 1:
         _run_node(config, background=background)

@@ -8,18 +8,149 @@ from __future__ import annotations
 
 import csv
 import io
-from typing import Any
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Literal, NotRequired, cast
 
-from .core.model import Domain, Lease, License, Pool, User
+# pydantic describes these for the OpenAPI document; on Python 3.11 it needs
+# typing_extensions' TypedDict.
+from typing_extensions import TypedDict
+
+from .core.model import Domain, Lease, License, Plan, Pool, User
 from .core.seats import PoolBook
 from .core.usage import PoolUsage
 from .storage import StoredEvent, Token
 from .wire import iso
 
+if TYPE_CHECKING:
+    from .core.usage import PoolSeries
+
 JSON = dict[str, Any]
 
+EventType = Literal[
+    "seat_granted", "seat_denied", "seat_released", "lease_expired", "taken_over",
+    "idle_logoff", "released_by_admin", "license_changed", "call_started", "call_ended",
+    "named_login", "named_logout", "webhook_disabled", "pool_full", "pool_near_capacity",
+    "pool_recovered", "token_revoked",
+]  # fmt: skip
 
-def domain_view(d: Domain) -> JSON:
+
+class DomainView(TypedDict):
+    id: str
+    name: str
+    plan: Plan
+    named_licenses: int
+    seat_licenses: int
+
+
+class PoolView(TypedDict):
+    id: str
+    name: str
+    seats: int
+    idle_logoff_s: int
+    occupied: int
+
+
+class LicenseView(TypedDict):
+    model: Literal["named", "seat", "none"]
+    pool: NotRequired[str]  # for a seat license only
+
+
+class UserView(TypedDict):
+    id: str
+    email: str
+    name: str
+    license: LicenseView
+
+
+class Person(TypedDict):
+    id: str
+    name: str
+
+
+class DeviceView(TypedDict):
+    id: str
+    kind: str
+    name: str
+
+
+class HolderView(TypedDict):
+    seat: int | None
+    lease_id: str
+    user: Person
+    device: DeviceView
+    since: str
+    in_call: bool
+
+
+class PoolPresenceView(TypedDict):
+    id: str
+    name: str
+    seats: int
+    occupied: int
+    in_call: int
+    free: int
+    queued: int
+    holders: list[HolderView]
+
+
+class NamedDeviceView(DeviceView):
+    since: str
+    in_call: bool
+
+
+class NamedView(TypedDict):
+    user: Person
+    devices: list[NamedDeviceView]
+
+
+class PresenceView(TypedDict):
+    domain: str
+    pools: list[PoolPresenceView]
+    named: list[NamedView]
+
+
+Role = Literal["server", "admin", "wallboard", "user"]
+
+
+class TokenView(TypedDict):
+    id: str
+    role: Role
+    label: str | None
+    user_id: str | None
+    created_at: str | None
+    expires_at: str | None
+    last_used_at: str | None
+
+
+class CreatedTokenView(TypedDict):
+    id: str
+    token: str
+    role: Role
+    label: str | None
+    created_at: str | None
+    expires_at: str | None
+
+
+class EventView(TypedDict):
+    id: int
+    at: str
+    type: EventType
+    user_id: str
+    pool: str | None
+    seat: int | None
+    device_id: str
+
+
+class UsageView(TypedDict):
+    pool: str
+    seats: int
+    peak_occupied: int
+    seat_seconds: float
+    denials: int
+    calls: int
+
+
+def domain_view(d: Domain) -> DomainView:
     return {
         "id": d.id,
         "name": d.name,
@@ -29,7 +160,7 @@ def domain_view(d: Domain) -> JSON:
     }
 
 
-def pool_view(p: Pool, occupied: int) -> JSON:
+def pool_view(p: Pool, occupied: int) -> PoolView:
     return {
         "id": p.id,
         "name": p.name,
@@ -39,22 +170,22 @@ def pool_view(p: Pool, occupied: int) -> JSON:
     }
 
 
-def license_view(license: License) -> JSON:
-    if license.model == "seat":
+def license_view(license: License) -> LicenseView:
+    if license.model == "seat" and license.pool is not None:
         return {"model": "seat", "pool": license.pool}
     return {"model": license.model}
 
 
-def user_view(u: User) -> JSON:
+def user_view(u: User) -> UserView:
     return {"id": u.id, "email": u.email, "name": u.name, "license": license_view(u.license)}
 
 
-def _device(lease: Lease) -> JSON:
+def _device(lease: Lease) -> DeviceView:
     d = lease.device
     return {"id": d.id, "kind": d.kind, "name": d.name}
 
 
-def holder_view(lease: Lease) -> JSON:
+def holder_view(lease: Lease) -> HolderView:
     return {
         "seat": lease.seat,
         "lease_id": lease.id,
@@ -65,7 +196,7 @@ def holder_view(lease: Lease) -> JSON:
     }
 
 
-def pool_presence_view(book: PoolBook) -> JSON:
+def pool_presence_view(book: PoolBook) -> PoolPresenceView:
     a = book.availability()
     holders = sorted(book.leases.values(), key=lambda lease: lease.seat or 0)
     return {
@@ -80,9 +211,9 @@ def pool_presence_view(book: PoolBook) -> JSON:
     }
 
 
-def named_view(named: list[Lease]) -> list[JSON]:
+def named_view(named: list[Lease]) -> list[NamedView]:
     """Named users with their connected devices, in order of first login."""
-    users: dict[str, JSON] = {}
+    users: dict[str, NamedView] = {}
     for lease in named:
         entry = users.setdefault(
             lease.user_id,
@@ -94,7 +225,7 @@ def named_view(named: list[Lease]) -> list[JSON]:
     return list(users.values())
 
 
-def presence_view(domain_id: str, books: list[PoolBook], named: list[Lease]) -> JSON:
+def presence_view(domain_id: str, books: list[PoolBook], named: list[Lease]) -> PresenceView:
     return {
         "domain": domain_id,
         "pools": [pool_presence_view(book) for book in books],
@@ -106,11 +237,11 @@ def _time(at: float | None) -> str | None:
     return None if at is None else iso(at)
 
 
-def token_view(t: Token) -> JSON:
+def token_view(t: Token) -> TokenView:
     """A token as listed: never its secret."""
     return {
         "id": t.id,
-        "role": t.role,
+        "role": cast(Role, t.role),
         "label": t.label,
         "user_id": t.user_id,
         "created_at": _time(t.created_at),
@@ -119,24 +250,24 @@ def token_view(t: Token) -> JSON:
     }
 
 
-def created_token_view(t: Token, secret: str) -> JSON:
+def created_token_view(t: Token, secret: str) -> CreatedTokenView:
     """A token just created, with its secret: the only answer that shows it."""
     return {
         "id": t.id,
         "token": secret,
-        "role": t.role,
+        "role": cast(Role, t.role),
         "label": t.label,
         "created_at": _time(t.created_at),
         "expires_at": _time(t.expires_at),
     }
 
 
-def event_view(stored: StoredEvent) -> JSON:
+def event_view(stored: StoredEvent) -> EventView:
     e = stored.event
     return {
         "id": stored.id,
         "at": iso(e.at),
-        "type": e.type,
+        "type": cast(EventType, e.type),
         "user_id": e.user_id,
         "pool": e.pool,
         "seat": e.seat,
@@ -144,22 +275,86 @@ def event_view(stored: StoredEvent) -> JSON:
     }
 
 
-def named_event_view(event: JSON, names: dict[str, str]) -> JSON:
+def named_event_view(event: Mapping[str, Any], names: dict[str, str]) -> JSON:
     """An event view with its user's name, as the wallboard shows it."""
     user_id = event["user_id"]
     return {**event, "user": {"id": user_id, "name": names.get(user_id, "")}}
 
 
-USAGE_FIELDS = ("pool", "seats", "peak_occupied", "seat_seconds", "denials", "calls")
+def usage_view(u: PoolUsage) -> UsageView:
+    return {
+        "pool": u.pool,
+        "seats": u.seats,
+        "peak_occupied": u.peak_occupied,
+        "seat_seconds": u.seat_seconds,
+        "denials": u.denials,
+        "calls": u.calls,
+    }
 
 
-def usage_view(usage: PoolUsage) -> JSON:
-    return {field: getattr(usage, field) for field in USAGE_FIELDS}
+def usage_csv(rows: list[UsageView]) -> str:
+    return _csv(list(UsageView.__annotations__), rows)
 
 
-def usage_csv(rows: list[JSON]) -> str:
+def _csv(fields: list[str], rows: Sequence[Mapping[str, Any]]) -> str:
     out = io.StringIO()
-    writer = csv.DictWriter(out, USAGE_FIELDS, lineterminator="\n")
+    writer = csv.DictWriter(out, fields, lineterminator="\n")
     writer.writeheader()
     writer.writerows(rows)
     return out.getvalue()
+
+
+class SeriesPointView(TypedDict):
+    at: str
+    peak_occupied: int
+    seat_seconds: float
+    denials: int
+    peak_queued: int
+    calls: int
+
+
+class SeriesView(TypedDict):
+    pool: str
+    seats: int
+    points: list[SeriesPointView]
+
+
+def series_view(s: PoolSeries) -> SeriesView:
+    return {
+        "pool": s.pool,
+        "seats": s.seats,
+        "points": [
+            {
+                "at": iso(p.at),
+                "peak_occupied": p.peak_occupied,
+                "seat_seconds": p.seat_seconds,
+                "denials": p.denials,
+                "peak_queued": p.peak_queued,
+                "calls": p.calls,
+            }
+            for p in s.points
+        ],
+    }
+
+
+def series_csv(series: list[SeriesView]) -> str:
+    """One row per pool and step."""
+    fields = ["pool", *SeriesPointView.__annotations__]
+    return _csv(fields, [{"pool": s["pool"], **p} for s in series for p in s["points"]])
+
+
+ErrorCode = Literal[
+    "bad_request", "unauthorized", "forbidden", "not_found", "method_not_allowed",
+    "plan_required", "license_limit", "seats_exceed_licenses", "pool_not_empty",
+    "email_taken", "already_exists", "too_large", "rate_limited", "unavailable",
+]  # fmt: skip
+
+
+class ErrorDetail(TypedDict):
+    code: ErrorCode
+    message: str
+    field: NotRequired[str]  # for bad_request: the field at fault
+
+
+class ErrorView(TypedDict):
+    error: ErrorDetail

@@ -1,10 +1,16 @@
-"""The admin HTTP API under ``/api/v1``: parse, call :class:`~presence.admin.Admin`, answer JSON."""
+"""The admin HTTP API under ``/api/v1``: parse, call :class:`~presence.admin.Admin`, answer JSON.
+
+Every endpoint is an :class:`Operation`: its method and path, the types of
+its request body, query and answer, and a handler that only translates
+between them and :class:`~presence.admin.Admin`. The routes and the OpenAPI
+document (``GET /api/v1/openapi.json``, :mod:`.openapi`) are both made from
+:data:`OPERATIONS`, so every endpoint is described as it is served.
+"""
 
 from __future__ import annotations
 
-import re
 from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from starlette.requests import Request
@@ -13,33 +19,93 @@ from starlette.routing import Route
 
 from .. import views
 from ..admin import Admin
-from ..core.model import PLANS, Domain, License, Pool
-from ..errors import BadRequest
-from ..storage import TokenGrant
-from ..wire import is_text
+from ..core.model import Domain, Pool
+from ..storage import EventQuery, TokenGrant
+from ..views import (
+    CreatedTokenView,
+    DomainView,
+    EventView,
+    PoolView,
+    PresenceView,
+    SeriesView,
+    TokenView,
+    UsageView,
+    UserView,
+)
+from . import openapi
 from .guard import authenticated
+from .models import (
+    DomainChanges,
+    EventsQuery,
+    LicenseBody,
+    NewDomain,
+    NewDomainToken,
+    NewPool,
+    NewUser,
+    NewUserToken,
+    Period,
+    PoolChanges,
+    Query,
+    SeriesQuery,
+    license_of,
+    parse_body,
+    parse_id,
+    parse_query,
+)
 
-ID = re.compile(r"[a-z0-9][a-z0-9-]{0,62}")
-EMAIL = re.compile(r"[^@\s]+@[^@\s]+")
-MAX_COUNT = 1_000_000
-MIN_EXPIRES_IN = 60
-MAX_EXPIRES_IN = 315_576_000  # ten years of 365.25 days
 T = TypeVar("T")
 
-Handler = Callable[[Request, Admin, TokenGrant], Awaitable[Response]]
+
+@dataclass(frozen=True, slots=True)
+class Call:
+    """One authenticated request, its path ids, body and query parsed."""
+
+    admin: Admin
+    who: TokenGrant
+    path: dict[str, str]
+    body: Any
+    query: Any
+
+    @property
+    def domain(self) -> str:
+        return self.path["domain"]
 
 
-def _endpoint(handler: Handler) -> Callable[[Request], Awaitable[Response]]:
-    async def endpoint(request: Request) -> Response:
-        admin: Admin = request.app.state.admin
-        who = await authenticated_request(request, lambda: admin.authenticate(bearer(request)))
-        # Every id in a path (domain, pool, user, lease) has the form of ids.
-        for field, value in request.path_params.items():
-            if not ID.fullmatch(value):
-                raise BadRequest(field, f"{field} must match [a-z0-9][a-z0-9-]{{0,62}}.")
-        return await handler(request, admin, who)
+@dataclass(frozen=True, slots=True)
+class Operation:
+    """One endpoint of the admin API, as served and as described."""
 
-    return endpoint
+    method: str
+    path: str
+    handler: Callable[[Call], Awaitable[Any]]
+    summary: str
+    #: The type of the answer's body; ``None`` answers 204 without one.
+    response: Any = None
+    #: The status of a success with a body.
+    status: int = 200
+    #: The type of the request body; ``None`` takes none.
+    body: Any = None
+    query: type[Query] | None = None
+    #: HTTP statuses of refusals beyond those every operation may give.
+    refusals: tuple[int, ...] = ()
+    #: The answer as CSV, for ``Accept: text/csv``.
+    csv: Callable[[Any], str] | None = None
+
+    def endpoint(self) -> Callable[[Request], Awaitable[Response]]:
+        async def endpoint(request: Request) -> Response:
+            admin: Admin = request.app.state.admin
+            who = await authenticated_request(request, lambda: admin.authenticate(bearer(request)))
+            path = {name: parse_id(name, value) for name, value in request.path_params.items()}
+            body = None if self.body is None else parse_body(self.body, await request.body())
+            query = None if self.query is None else parse_query(self.query, request.query_params)
+            answer = await self.handler(Call(admin, who, path, body, query))
+            if self.response is None:
+                return Response(status_code=204)
+            if self.csv is not None and "text/csv" in request.headers.get("accept", ""):
+                return Response(self.csv(answer), media_type="text/csv")
+            return JSONResponse(answer, self.status)
+
+        return endpoint
 
 
 async def authenticated_request(request: Request, authenticate: Callable[[], Awaitable[T]]) -> T:
@@ -53,304 +119,204 @@ def bearer(request: Request) -> str | None:
     return token.strip() if scheme.lower() == "bearer" else None
 
 
-async def _body(request: Request) -> dict[str, Any]:
-    try:
-        body = await request.json()
-    except ValueError:
-        raise BadRequest("body", "The request body must be JSON.") from None
-    if not isinstance(body, dict):
-        raise BadRequest("body", "The request body must be a JSON object.")
-    return body
+# Domains.
 
 
-async def _optional_body(request: Request) -> dict[str, Any]:
-    """A JSON object body that may be left out (an empty body is ``{}``)."""
-    return await _body(request) if await request.body() else {}
+async def list_domains(c: Call) -> list[DomainView]:
+    return [views.domain_view(domain) for domain in await c.admin.domains(c.who)]
 
 
-def _id(body: dict[str, Any], field: str = "id") -> str:
-    value = body.get(field)
-    if not isinstance(value, str) or not ID.fullmatch(value):
-        raise BadRequest(field, f"{field} must match [a-z0-9][a-z0-9-]{{0,62}}.")
-    return value
+async def create_domain(c: Call) -> DomainView:
+    b: NewDomain = c.body
+    domain = Domain(b.id, b.name, b.plan, b.named_licenses, b.seat_licenses)
+    return views.domain_view(await c.admin.create_domain(c.who, domain))
 
 
-def _name(body: dict[str, Any], field: str = "name") -> str:
-    value = body.get(field)
-    if not isinstance(value, str) or not 1 <= len(value.strip()) <= 200 or not is_text(value):
-        raise BadRequest(field, f"{field} must be text of 1 to 200 characters.")
-    return value.strip()
+async def get_domain(c: Call) -> DomainView:
+    return views.domain_view(await c.admin.domain(c.who, c.domain))
 
 
-def _count(body: dict[str, Any], field: str, default: int | None = None) -> int:
-    value = body.get(field, default)
-    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_COUNT:
-        raise BadRequest(field, f"{field} must be a whole number from 0 to {MAX_COUNT}.")
-    return value
+async def patch_domain(c: Call) -> DomainView:
+    changes: DomainChanges = c.body
+    return views.domain_view(await c.admin.update_domain(c.who, c.domain, dict(changes)))
 
 
-def _plan(body: dict[str, Any]) -> str:
-    value = body.get("plan")
-    if value not in PLANS:
-        raise BadRequest("plan", f"plan must be one of {', '.join(PLANS)}.")
-    return str(value)
+# Tokens.
 
 
-def _license(value: Any) -> License:
-    if not isinstance(value, dict):
-        raise BadRequest("license", 'license must be {"model": "named" | "seat" | "none"}.')
-    if value.get("model") not in ("named", "seat", "none"):
-        raise BadRequest("license.model", 'model must be "named", "seat" or "none".')
-    if value["model"] != "seat":
-        return License(value["model"])
-    pool = value.get("pool")
-    if not isinstance(pool, str) or not ID.fullmatch(pool):
-        raise BadRequest("license.pool", "A seat license names its pool id.")
-    return License("seat", pool)
+async def create_domain_token(c: Call) -> CreatedTokenView:
+    b: NewDomainToken = c.body
+    token, secret = await c.admin.create_token(
+        c.who, c.domain, b.role, label=b.label, expires_in=b.expires_in
+    )
+    return views.created_token_view(token, secret)
 
 
-Parsers = dict[str, Callable[[dict[str, Any]], Any]]
+async def list_tokens(c: Call) -> list[TokenView]:
+    return [views.token_view(token) for token in await c.admin.tokens(c.who, c.domain)]
 
 
-def _changes(body: dict[str, Any], parsers: Parsers) -> dict[str, Any]:
-    unknown = sorted(set(body) - set(parsers))
-    if unknown:
-        raise BadRequest(unknown[0], f"{unknown[0]} cannot be changed here.")
-    return {field: parse(body) for field, parse in parsers.items() if field in body}
+async def revoke_token(c: Call) -> None:
+    await c.admin.revoke_token(c.who, c.domain, c.path["token"])
 
 
-_DOMAIN_CHANGES: Parsers = {
-    "name": _name,
-    "plan": _plan,
-    "named_licenses": lambda b: _count(b, "named_licenses"),
-    "seat_licenses": lambda b: _count(b, "seat_licenses"),
-}
-_POOL_CHANGES: Parsers = {
-    "name": _name,
-    "seats": lambda b: _count(b, "seats"),
-    "idle_logoff_s": lambda b: _count(b, "idle_logoff_s"),
-}
+async def create_user_token(c: Call) -> CreatedTokenView:
+    b: NewUserToken = c.body
+    token, secret = await c.admin.create_token(
+        c.who, c.domain, "user", c.path["user"], label=b.label, expires_in=b.expires_in
+    )
+    return views.created_token_view(token, secret)
 
 
-def _json(data: Any, status: int = 200) -> JSONResponse:
-    return JSONResponse(data, status)
+# Pools.
 
 
-async def create_domain(request: Request, admin: Admin, who: TokenGrant) -> Response:
-    body = await _body(request)
-    domain = Domain(
-        _id(body), _name(body), _plan(body),  # type: ignore[arg-type]
-        _count(body, "named_licenses", 0), _count(body, "seat_licenses", 0),
+async def list_pools(c: Call) -> list[PoolView]:
+    return [
+        views.pool_view(pool, occupied) for pool, occupied in await c.admin.pools(c.who, c.domain)
+    ]
+
+
+async def create_pool(c: Call) -> PoolView:
+    b: NewPool = c.body
+    pool = Pool(c.domain, b.id, b.name, b.seats, b.idle_logoff_s)
+    return views.pool_view(*await c.admin.create_pool(c.who, pool))
+
+
+async def patch_pool(c: Call) -> PoolView:
+    changes: PoolChanges = c.body
+    pool = await c.admin.update_pool(c.who, c.domain, c.path["pool"], dict(changes))
+    return views.pool_view(*pool)
+
+
+async def delete_pool(c: Call) -> None:
+    await c.admin.delete_pool(c.who, c.domain, c.path["pool"])
+
+
+# Users.
+
+
+async def list_users(c: Call) -> list[UserView]:
+    return [views.user_view(user) for user in await c.admin.users(c.who, c.domain)]
+
+
+async def create_user(c: Call) -> UserView:
+    b: NewUser = c.body
+    user = await c.admin.create_user(c.who, c.domain, b.email, b.name, license_of(b.license))
+    return views.user_view(user)
+
+
+async def put_license(c: Call) -> UserView:
+    user = await c.admin.set_license(c.who, c.domain, c.path["user"], license_of(c.body))
+    return views.user_view(user)
+
+
+async def delete_user(c: Call) -> None:
+    await c.admin.delete_user(c.who, c.domain, c.path["user"])
+
+
+# Presence, events and usage.
+
+
+async def presence(c: Call) -> PresenceView:
+    snapshot = await c.admin.presence(c.who, c.domain)
+    return views.presence_view(snapshot.domain.id, snapshot.books, snapshot.named)
+
+
+async def release_lease(c: Call) -> None:
+    await c.admin.release(c.who, c.domain, c.path["lease_id"])
+
+
+async def events(c: Call) -> list[EventView]:
+    q: EventsQuery = c.query
+    query = EventQuery(
+        after=q.after, before=q.before, limit=q.limit, types=frozenset(q.type),
+        user_id=q.user_id, pool=q.pool, start=q.start, end=q.end,
     )  # fmt: skip
-    return _json(views.domain_view(await admin.create_domain(who, domain)), 201)
+    return [views.event_view(e) for e in await c.admin.events(c.who, c.domain, query)]
 
 
-async def get_domain(request: Request, admin: Admin, who: TokenGrant) -> Response:
-    return _json(views.domain_view(await admin.domain(who, request.path_params["domain"])))
+async def usage(c: Call) -> list[UsageView]:
+    q: Period = c.query
+    report = await c.admin.usage(c.who, c.domain, q.start or 0.0, q.end)
+    return [views.usage_view(pool) for pool in report]
 
 
-async def patch_domain(request: Request, admin: Admin, who: TokenGrant) -> Response:
-    changes = _changes(await _body(request), _DOMAIN_CHANGES)
-    domain = await admin.update_domain(who, request.path_params["domain"], changes)
-    return _json(views.domain_view(domain))
+async def usage_series(c: Call) -> list[SeriesView]:
+    q: SeriesQuery = c.query
+    series = await c.admin.usage_series(c.who, c.domain, q.start, q.end, q.step)
+    return [views.series_view(pool) for pool in series]
 
 
-async def create_domain_token(request: Request, admin: Admin, who: TokenGrant) -> Response:
-    body = await _body(request)
-    label, expires_in = _token_options(body, {"role"})
-    role = body.get("role")
-    if role not in ("admin", "wallboard"):
-        raise BadRequest("role", 'role must be "admin" or "wallboard".')
-    token, secret = await admin.create_token(
-        who, request.path_params["domain"], role, label=label, expires_in=expires_in
-    )
-    return _json(views.created_token_view(token, secret), 201)
-
-
-async def list_tokens(request: Request, admin: Admin, who: TokenGrant) -> Response:
-    tokens = await admin.tokens(who, request.path_params["domain"])
-    return _json([views.token_view(token) for token in tokens])
-
-
-async def revoke_token(request: Request, admin: Admin, who: TokenGrant) -> Response:
-    await admin.revoke_token(who, request.path_params["domain"], request.path_params["token"])
-    return Response(status_code=204)
-
-
-def _token_options(body: dict[str, Any], more: set[str]) -> tuple[str | None, int | None]:
-    """``label`` and ``expires_in`` of a new token; ``more`` are the other
-    fields allowed. Unknown fields are refused: a misspelt ``expires_in``
-    must not make a token that never expires."""
-    unknown = sorted(set(body) - {"label", "expires_in", *more})
-    if unknown:
-        raise BadRequest(unknown[0], f"{unknown[0]} is not a field of a new token.")
-    label = None if body.get("label") is None else _name(body, "label")
-    expires_in = body.get("expires_in")
-    if expires_in is not None and (
-        isinstance(expires_in, bool)
-        or not isinstance(expires_in, int)
-        or not MIN_EXPIRES_IN <= expires_in <= MAX_EXPIRES_IN
-    ):
-        raise BadRequest(
-            "expires_in",
-            f"expires_in must be a whole number of seconds from {MIN_EXPIRES_IN} "
-            f"(a minute) to {MAX_EXPIRES_IN} (ten years).",
-        )
-    return label, expires_in
-
-
-async def list_pools(request: Request, admin: Admin, who: TokenGrant) -> Response:
-    pools = await admin.pools(who, request.path_params["domain"])
-    return _json([views.pool_view(pool, occupied) for pool, occupied in pools])
-
-
-async def create_pool(request: Request, admin: Admin, who: TokenGrant) -> Response:
-    body = await _body(request)
-    pool = Pool(
-        request.path_params["domain"], _id(body), _name(body), _count(body, "seats"),
-        _count(body, "idle_logoff_s", 0),
-    )  # fmt: skip
-    return _json(views.pool_view(*await admin.create_pool(who, pool)), 201)
-
-
-async def patch_pool(request: Request, admin: Admin, who: TokenGrant) -> Response:
-    changes = _changes(await _body(request), _POOL_CHANGES)
-    params = request.path_params
-    pool = await admin.update_pool(who, params["domain"], params["pool"], changes)
-    return _json(views.pool_view(*pool))
-
-
-async def delete_pool(request: Request, admin: Admin, who: TokenGrant) -> Response:
-    await admin.delete_pool(who, request.path_params["domain"], request.path_params["pool"])
-    return Response(status_code=204)
-
-
-async def list_users(request: Request, admin: Admin, who: TokenGrant) -> Response:
-    users = await admin.users(who, request.path_params["domain"])
-    return _json([views.user_view(user) for user in users])
-
-
-async def create_user(request: Request, admin: Admin, who: TokenGrant) -> Response:
-    body = await _body(request)
-    email = body.get("email")
-    if (
-        not isinstance(email, str)
-        or len(email) > 254
-        or not EMAIL.fullmatch(email)
-        or not is_text(email)
-    ):
-        raise BadRequest("email", "email must be an e-mail address.")
-    user = await admin.create_user(
-        who, request.path_params["domain"], email, _name(body), _license(body.get("license"))
-    )
-    return _json(views.user_view(user), 201)
-
-
-async def put_license(request: Request, admin: Admin, who: TokenGrant) -> Response:
-    license = _license(await _body(request))
-    params = request.path_params
-    user = await admin.set_license(who, params["domain"], params["user"], license)
-    return _json(views.user_view(user))
-
-
-async def delete_user(request: Request, admin: Admin, who: TokenGrant) -> Response:
-    await admin.delete_user(who, request.path_params["domain"], request.path_params["user"])
-    return Response(status_code=204)
-
-
-async def create_user_token(request: Request, admin: Admin, who: TokenGrant) -> Response:
-    label, expires_in = _token_options(await _optional_body(request), set())
-    params = request.path_params
-    token, secret = await admin.create_token(
-        who, params["domain"], "user", params["user"], label=label, expires_in=expires_in
-    )
-    return _json(views.created_token_view(token, secret), 201)
-
-
-async def presence(request: Request, admin: Admin, who: TokenGrant) -> Response:
-    snapshot = await admin.presence(who, request.path_params["domain"])
-    return _json(views.presence_view(snapshot.domain.id, snapshot.books, snapshot.named))
-
-
-async def release_lease(request: Request, admin: Admin, who: TokenGrant) -> Response:
-    params = request.path_params
-    await admin.release(who, params["domain"], params["lease_id"])
-    return Response(status_code=204)
-
-
-async def events(request: Request, admin: Admin, who: TokenGrant) -> Response:
-    after = _query_int(request, "after", 0, 2**62)
-    limit = _query_int(request, "limit", 100, 1000, lowest=1)
-    found = await admin.events(who, request.path_params["domain"], after, limit)
-    return _json([views.event_view(e) for e in found])
-
-
-async def usage(request: Request, admin: Admin, who: TokenGrant) -> Response:
-    start = _query_time(request, "from") or 0.0
-    end = _query_time(request, "to")
-    report = await admin.usage(who, request.path_params["domain"], start, end)
-    rows = [views.usage_view(pool) for pool in report]
-    if "text/csv" in request.headers.get("accept", ""):
-        return Response(views.usage_csv(rows), media_type="text/csv")
-    return _json(rows)
-
-
-def _query(request: Request, field: str) -> str | None:
-    """The query parameter ``field``; absent or empty is ``None``, given twice is refused."""
-    values = request.query_params.getlist(field)
-    if len(values) > 1:
-        raise BadRequest(field, f"{field} may be given once.")
-    return values[0] if values and values[0] else None
-
-
-def _query_time(request: Request, field: str) -> float | None:
-    text = _query(request, field)
-    if text is None:
-        return None
-    try:
-        at: datetime | None = datetime.fromisoformat(text)
-    except ValueError:
-        at = None
-    # Python 3.11's fromisoformat takes a time followed by a NUL.
-    if at is None or not (text.isascii() and text.isprintable()):
-        raise BadRequest(field, f"{field} must be an ISO 8601 time.")
-    return (at if at.tzinfo else at.replace(tzinfo=UTC)).timestamp()
-
-
-def _query_int(request: Request, field: str, default: int, highest: int, lowest: int = 0) -> int:
-    text = _query(request, field)
-    if text is None:
-        return default
-    # str.isdigit() and int() take other scripts' digits too (², ١), and int()
-    # refuses thousands of digits with ValueError: ASCII digits, few of them.
-    if (
-        not (text.isascii() and text.isdigit())
-        or len(text) > len(str(highest))
-        or not lowest <= int(text) <= highest
-    ):
-        raise BadRequest(field, f"{field} must be a whole number from {lowest} to {highest}.")
-    return int(text)
-
-
+PREFIX = "/api/v1"
 D = "/api/v1/domains/{domain}"
-routes = [
-    Route("/api/v1/domains", _endpoint(create_domain), methods=["POST"]),
-    Route(D, _endpoint(get_domain), methods=["GET"]),
-    Route(D, _endpoint(patch_domain), methods=["PATCH"]),
-    Route(D + "/tokens", _endpoint(create_domain_token), methods=["POST"]),
-    Route(D + "/tokens", _endpoint(list_tokens), methods=["GET"]),
-    Route(D + "/tokens/{token}", _endpoint(revoke_token), methods=["DELETE"]),
-    Route(D + "/pools", _endpoint(list_pools), methods=["GET"]),
-    Route(D + "/pools", _endpoint(create_pool), methods=["POST"]),
-    Route(D + "/pools/{pool}", _endpoint(patch_pool), methods=["PATCH"]),
-    Route(D + "/pools/{pool}", _endpoint(delete_pool), methods=["DELETE"]),
-    Route(D + "/users", _endpoint(list_users), methods=["GET"]),
-    Route(D + "/users", _endpoint(create_user), methods=["POST"]),
-    Route(D + "/users/{user}/license", _endpoint(put_license), methods=["PUT"]),
-    Route(D + "/users/{user}", _endpoint(delete_user), methods=["DELETE"]),
-    Route(D + "/users/{user}/tokens", _endpoint(create_user_token), methods=["POST"]),
-    Route(D + "/presence", _endpoint(presence), methods=["GET"]),
-    Route(D + "/leases/{lease_id}", _endpoint(release_lease), methods=["DELETE"]),
-    Route(D + "/events", _endpoint(events), methods=["GET"]),
-    Route(D + "/usage", _endpoint(usage), methods=["GET"]),
-]
+CHANGE = (409,)  # a licensing rule refused the change
+OPERATIONS = [
+    Operation("GET", "/api/v1/domains", list_domains, "All domains (server admin).",
+              list[DomainView]),
+    Operation("POST", "/api/v1/domains", create_domain, "Create a domain (server admin).",
+              DomainView, 201, NewDomain, refusals=CHANGE),
+    Operation("GET", D, get_domain, "A domain.", DomainView),
+    Operation("PATCH", D, patch_domain, "Change a domain's name, plan or licenses "
+              "(server admin).", DomainView, body=DomainChanges, refusals=CHANGE),
+    Operation("POST", D + "/tokens", create_domain_token, "Create an admin or wallboard token.",
+              CreatedTokenView, 201, NewDomainToken),
+    Operation("GET", D + "/tokens", list_tokens, "The domain's tokens, never their secrets.",
+              list[TokenView]),
+    Operation("DELETE", D + "/tokens/{token}", revoke_token, "Revoke a token: the sessions "
+              "and wallboards opened with it end."),
+    Operation("GET", D + "/pools", list_pools, "The seat pools.", list[PoolView]),
+    Operation("POST", D + "/pools", create_pool, "Create a seat pool (Enterprise plan).",
+              PoolView, 201, NewPool, refusals=CHANGE),
+    Operation("PATCH", D + "/pools/{pool}", patch_pool, "Rename, resize or change the idle "
+              "log-off of a pool.", PoolView, body=PoolChanges, refusals=CHANGE),
+    Operation("DELETE", D + "/pools/{pool}", delete_pool, "Delete a pool without users.",
+              refusals=CHANGE),
+    Operation("GET", D + "/users", list_users, "The users.", list[UserView]),
+    Operation("POST", D + "/users", create_user, "Create a user with a license.", UserView, 201,
+              NewUser, refusals=CHANGE),
+    Operation("PUT", D + "/users/{user}/license", put_license, "Change a user's license; "
+              "their live sessions end with license_changed.", UserView, body=LicenseBody,
+              refusals=CHANGE),
+    Operation("DELETE", D + "/users/{user}", delete_user, "Delete a user, ending their "
+              "sessions and revoking their tokens."),
+    Operation("POST", D + "/users/{user}/tokens", create_user_token, "Create a token with "
+              "which devices log in as the user.", CreatedTokenView, 201, NewUserToken),
+    Operation("GET", D + "/presence", presence, "Who holds which seat, and named users' "
+              "devices, now.", PresenceView),
+    Operation("DELETE", D + "/leases/{lease_id}", release_lease, "Release a seat or device: "
+              "its session ends with released_by_admin."),
+    Operation("GET", D + "/events", events, "The event log, oldest first, filtered and paged.",
+              list[EventView], query=EventsQuery),
+    Operation("GET", D + "/usage", usage, "Each pool's usage over a period.",
+              list[UsageView], query=Period, csv=views.usage_csv),
+    Operation("GET", D + "/usage/series", usage_series, "Each pool's usage per step of a "
+              "period.", list[SeriesView], query=SeriesQuery, csv=views.series_csv),
+]  # fmt: skip
+
+DOCUMENT = openapi.document(OPERATIONS)
+
+
+async def openapi_json(request: Request) -> Response:
+    return JSONResponse(DOCUMENT)
+
+
+def _routes() -> list[Route]:
+    """One route per path (below ``/api/v1``), so that a method it lacks is
+    answered 405 with every method it has in ``Allow``."""
+    by_path: dict[str, dict[str, Callable[[Request], Awaitable[Response]]]] = {}
+    for op in OPERATIONS:
+        by_path.setdefault(op.path, {})[op.method] = op.endpoint()
+
+    def route(path: str, endpoints: dict[str, Callable[[Request], Awaitable[Response]]]) -> Route:
+        async def endpoint(request: Request) -> Response:
+            return await endpoints["GET" if request.method == "HEAD" else request.method](request)
+
+        return Route(path.removeprefix(PREFIX), endpoint, methods=list(endpoints))
+
+    return [route(path, endpoints) for path, endpoints in by_path.items()]
+
+
+#: The API's routes, to mount at :data:`PREFIX`: every path below it is the
+#: API's, answered by it (404 and 405 included) and never by the static files.
+routes = [*_routes(), Route("/openapi.json", openapi_json, methods=["GET"])]

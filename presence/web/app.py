@@ -19,7 +19,7 @@ from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.requests import Request
-from starlette.responses import JSONResponse, PlainTextResponse, Response
+from starlette.responses import FileResponse, JSONResponse, PlainTextResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -29,6 +29,7 @@ from ..config import Config
 from ..errors import BadRequest, Forbidden, PresenceError, TooLarge
 from ..node import Node
 from ..storage import store_for_url
+from ..views import ErrorDetail, ErrorView
 from ..wallboard import Wallboards
 from . import api
 from .device import DeviceEndpoint
@@ -107,7 +108,8 @@ def create_app(config: Config, gate: Gate | None = None) -> App:
         routes=[
             Route("/healthz", healthz),
             Route("/metrics", metrics),
-            *api.routes,
+            Mount(api.PREFIX, routes=api.routes),
+            Route("/admin", admin_console),
             Mount("/client", ClientFiles(directory=STATIC / "client", html=True)),
             Mount("/", StaticFiles(directory=STATIC, html=True)),
         ],
@@ -145,20 +147,31 @@ async def metrics(request: Request) -> Response:
     return PlainTextResponse(await node.metrics(), media_type="text/plain; version=0.0.4")
 
 
-def _error(status: int, code: str, message: str, **extra: str) -> JSONResponse:
-    return JSONResponse({"error": {"code": code, "message": message, **extra}}, status)
+async def admin_console(request: Request) -> Response:
+    """The admin console's page; its files are under ``/admin/``."""
+    return FileResponse(STATIC / "admin" / "index.html")
+
+
+def _error(status: int, code: str, message: str, field: str | None = None) -> JSONResponse:
+    detail: ErrorDetail = {"code": code, "message": message}  # type: ignore[typeddict-item]
+    if field is not None:
+        detail["field"] = field
+    view: ErrorView = {"error": detail}
+    return JSONResponse(view, status)
 
 
 async def presence_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, PresenceError)
-    extra = {"field": exc.field} if isinstance(exc, BadRequest) else {}
-    return _error(exc.status, exc.code, exc.message, **extra)
+    field = exc.field if isinstance(exc, BadRequest) else None
+    return _error(exc.status, exc.code, exc.message, field)
 
 
 async def http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
     codes = {404: "not_found", 405: "method_not_allowed"}
-    return _error(exc.status_code, codes.get(exc.status_code, "bad_request"), exc.detail)
+    response = _error(exc.status_code, codes.get(exc.status_code, "bad_request"), exc.detail)
+    response.headers.update(exc.headers or {})  # Allow, for 405
+    return response
 
 
 class BodyLimit:

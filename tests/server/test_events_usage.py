@@ -356,3 +356,24 @@ async def test_from_or_to_given_twice_is_bad_request(harness: Harness, field: st
     params = [(field, "2026-01-01T00:00:00Z"), (field, "2026-01-02T00:00:00Z")]
     answer = await domain.api.request("GET", domain.path("usage"), params=params)
     refused(answer, 400, "bad_request", field)
+
+
+async def test_every_license_change_is_logged_once(harness: Harness) -> None:
+    domain = await harness.new_domain()
+    desk = await domain.pool(1)
+    seated, named, idle = (
+        await domain.seat_user(desk),
+        await domain.named_user(),
+        await domain.named_user(),
+    )
+    s1, n1 = await harness.login(seated), await harness.login(named)
+    for member in (seated, named, idle):
+        ok(await harness.admin.put(domain.path("users", member.id, "license"), {"model": "none"}))
+    await s1.expect_ended("license_changed", 4411)
+    await n1.expect_ended("license_changed", 4411)
+    changes = await domain.events(type="license_changed")
+    assert [(e["user_id"], e["pool"], e["seat"]) for e in changes] == [
+        (seated.id, desk["id"], 1),  # the seat it freed
+        (named.id, None, None),
+        (idle.id, None, None),
+    ]

@@ -340,6 +340,11 @@ def test_serve_demo_fills_the_board_with_simulated_devices(page: Page, tmp_path:
         expect(page.locator(".pool")).to_have_count(2)
         held = page.locator('.tile[data-state="held"], .tile[data-state="call"]')
         expect(held.first).to_be_visible(timeout=DEMO_ACTIVE)
+        # The console, signed in as the server admin, lists the demo domain.
+        console = demo.wait_for_output(r"Admin console: (\S+)", STARTUP)[1]
+        assert console.startswith(f"{demo.base_url}/admin#token=")
+        page.goto(console)
+        expect(page.get_by_text("Demo Co").first).to_be_visible()
     finally:
         # uvicorn re-raises the signal it stopped on, once it has shut down cleanly.
         assert demo.terminate() in (0, -signal.SIGTERM)
