@@ -2,8 +2,9 @@
 
 Each test gets a new database on the session's PostgreSQL server and two
 `python -m presence serve` processes on it (`servers.ServerProcess`), A and B,
-with a short lease TTL. A test may kill or pause a node; whatever state it
-leaves them in, they are stopped at the end. `on_a` and `on_b` are the
+with a short lease TTL (`lease_ttl`, a fixture a module may override). A test
+may kill or pause a node; whatever state it leaves them in, they are stopped
+at the end. `on_a` and `on_b` are the
 black-box clients of `tests/server/client.py`, one per node.
 """
 
@@ -28,7 +29,13 @@ class Cluster:
 
 
 @pytest.fixture
-def cluster(postgres: PostgresServer, tmp_path: Path) -> Iterator[Cluster]:
+def lease_ttl() -> float:
+    """The nodes' lease TTL; a test module may override this fixture."""
+    return LEASE_TTL
+
+
+@pytest.fixture
+def cluster(postgres: PostgresServer, tmp_path: Path, lease_ttl: float) -> Iterator[Cluster]:
     database_url = postgres.create_database()
     admin_token = new_admin_token()
     nodes = [
@@ -36,7 +43,7 @@ def cluster(postgres: PostgresServer, tmp_path: Path) -> Iterator[Cluster]:
             tmp_path / f"node-{name}",
             database=database_url,
             admin_token=admin_token,
-            lease_ttl=LEASE_TTL,
+            lease_ttl=lease_ttl,
         )
         for name in "ab"
     ]
