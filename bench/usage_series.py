@@ -6,7 +6,8 @@ full, a queue that is served as seats free up or given up after a while),
 then times ``Admin.usage_series`` for the year at a daily step, for 2,000
 hourly steps, and ``Admin.usage`` for the year, each the median of
 ``--repeat`` runs, with what reading the period's history
-(``Tx.usage_history``) and computing took apart.
+(``Tx.usage_history``, in one transaction) and computing took apart, and how
+long the node's event loop was held up at most while each call ran.
 
     python -m bench.usage_series [--days 365] [--pools 5] [--seats 20] [--repeat 3]
 """
@@ -91,14 +92,31 @@ def simulate(pool: str, seats: int, start: float, days: int, rng: random.Random)
     return events, samples
 
 
-async def timed(run: Callable[[], Awaitable[Any]], repeat: int) -> float:
-    """The median time of ``repeat`` runs, in seconds."""
+async def timed(run: Callable[[], Awaitable[Any]], repeat: int) -> tuple[float, float]:
+    """The median time of ``repeat`` runs, and the longest the event loop was
+    held up meanwhile (the largest gap between the ticks of a task that sleeps
+    10 ms at a time), in seconds."""
     took = []
+    ticks = [time.perf_counter()]
+    gap = 0.0
+
+    async def ticker() -> None:
+        nonlocal gap
+        while True:
+            await asyncio.sleep(0.01)
+            ticks.append(time.perf_counter())
+            gap = max(gap, ticks[-1] - ticks[-2])
+
     for _ in range(repeat):
+        ticking = asyncio.create_task(ticker())
+        await asyncio.sleep(0)  # the ticker starts before the run
+        ticks.append(time.perf_counter())
         began = time.perf_counter()
         await run()
         took.append(time.perf_counter() - began)
-    return statistics.median(took)
+        gap = max(gap, time.perf_counter() - ticks[-1])  # held up at the end
+        ticking.cancel()
+    return statistics.median(took), gap
 
 
 def clocked(run: Callable[[], Any], repeat: int) -> float:
@@ -165,12 +183,13 @@ async def bench(args: argparse.Namespace) -> None:
                     async with store.transaction("bench") as tx:
                         return await tx.usage_history("bench", since, end)
 
-                whole = await timed(call, args.repeat)
-                reading = await timed(read, args.repeat)
+                whole, held_up = await timed(call, args.repeat)
+                reading, _ = await timed(read, args.repeat)
                 computing = clocked(core, args.repeat)
                 print(
                     f"{name}: {whole:.3f} s, of which reading {reading:.3f} s "
-                    f"and computing {computing:.3f} s"
+                    f"and computing {computing:.3f} s; the event loop held up "
+                    f"{held_up * 1000:.0f} ms at most"
                 )
         finally:
             await store.close()

@@ -27,7 +27,7 @@ from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 
 from ..core.model import Domain, Event, Lease, Pool, User, Waiter
-from ..core.usage import History
+from ..core.usage import EventRow, History, PoolState, SampleRow
 from ..errors import Overloaded
 from ..notes import Note
 
@@ -248,16 +248,83 @@ class Tx(abc.ABC):
         """Record that the pool's queue is ``queued`` long from ``at`` on."""
 
     @abc.abstractmethod
+    async def usage_period(self, domain_id: str, start: float, end: float) -> UsagePeriod:
+        """The start of reading the usage history of ``[start, end)`` (see
+        :func:`read_history`): each pool's state at ``start``, read by index,
+        and the bounds of the period's events and samples."""
+
+    @abc.abstractmethod
+    async def usage_events(self, domain_id: str, first: int, after: int) -> list[EventRow]:
+        """The domain's pool events with ``first <= id < after``, by id."""
+
+    @abc.abstractmethod
+    async def usage_samples(
+        self, period: UsagePeriod, since: tuple[float, int], limit: int
+    ) -> list[tuple[float, str, int, int]]:
+        """Up to ``limit`` of the period's queue samples recorded by
+        ``period.last_sample``, after ``since`` in (time, id) order: each as a
+        :data:`~presence.core.usage.SampleRow` and its id."""
+
     async def usage_history(self, domain_id: str, start: float, end: float) -> History:
         """What the usage of the domain's pools in ``[start, end)`` is computed
-        from, read by index: each pool's state at ``start``, the period's pool
-        events (by id) and its queue samples (by time, then in the order
-        recorded), as :func:`presence.core.usage.history_of` takes them from
-        the whole log."""
+        from, read by index in this transaction: each pool's state at
+        ``start``, the period's pool events (by id) and its queue samples (by
+        time, then in the order recorded), as
+        :func:`presence.core.usage.history_of` takes them from the whole log."""
+        period = await self.usage_period(domain_id, start, end)
+        return await read_history(period, lambda: contextlib.nullcontext(self))
 
     @abc.abstractmethod
     def notify(self, note: Note) -> None:
         """Publish ``note`` to every node once this transaction commits."""
+
+
+#: Events (by id) or queue samples read per transaction of :func:`read_history`.
+USAGE_CHUNK = 20_000
+
+
+@dataclass(frozen=True)
+class UsagePeriod:
+    """Where a period's usage history starts, fixed in one transaction: each
+    pool's state at ``start``; the period's events are those with
+    ``first <= id < after``, its samples those timed in ``[start, end)`` with
+    ``id <= last_sample``. The log and the samples only grow, so later
+    transactions read the same rows within these bounds."""
+
+    domain_id: str
+    start: float
+    end: float
+    state: dict[str, PoolState]
+    first: int
+    after: int
+    last_sample: int
+
+
+async def read_history(
+    period: UsagePeriod,
+    transaction: Callable[[], AbstractAsyncContextManager[Tx]],
+    chunk: int = USAGE_CHUNK,
+) -> History:
+    """The :class:`~presence.core.usage.History` of ``period`` (see
+    :meth:`Tx.usage_history`), read ``chunk`` event ids or samples at a time,
+    each chunk in a transaction of its own from ``transaction()`` (such as
+    :meth:`Store.transaction`): between chunks, the node serves everything else
+    (a SQLite transaction runs on the event loop and holds the file's lock)."""
+    events: list[EventRow] = []
+    for low in range(period.first, period.after, chunk):
+        async with transaction() as tx:
+            events += await tx.usage_events(period.domain_id, low, min(low + chunk, period.after))
+        await asyncio.sleep(0)  # a transaction need not wait, nor let others run
+    samples: list[SampleRow] = []
+    since = (period.start, -1)
+    while True:
+        async with transaction() as tx:
+            found = await tx.usage_samples(period, since, chunk)
+        samples += [(at, pool, queued) for at, pool, queued, _ in found]
+        await asyncio.sleep(0)
+        if len(found) < chunk:
+            return History(period.state, events, samples)
+        since = (found[-1][0], found[-1][3])
 
 
 class Store(abc.ABC):

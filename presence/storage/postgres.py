@@ -37,7 +37,7 @@ from asyncpg.pool import PoolConnectionProxy
 
 from .. import notes
 from ..core.model import Domain, Event, Lease, Pool, User, Waiter
-from ..core.usage import EventRow, History, SampleRow
+from ..core.usage import EventRow
 from ..errors import Overloaded, RuleViolation, StorageError
 from ..notes import Note
 from . import rows
@@ -50,6 +50,7 @@ from .base import (
     Token,
     TokenGrant,
     Tx,
+    UsagePeriod,
     check_deadline,
 )
 
@@ -702,21 +703,30 @@ class PostgresTx(Tx):
             queued,
         )
 
-    async def usage_history(self, domain_id: str, start: float, end: float) -> History:
+    async def usage_period(self, domain_id: str, start: float, end: float) -> UsagePeriod:
         ids = await self._conn.fetchrow(rows.PERIOD_IDS, domain_id, start, end)
-        assert ids is not None
-        first, after = ids
-        first = rows.NO_EVENT if first is None else first  # no event since start
-        after = rows.NO_EVENT if after is None else after
+        last_ids = await self._conn.fetchrow(rows.LAST_IDS)
+        assert ids is not None and last_ids is not None
+        first = rows.NO_EVENT if ids[0] is None else ids[0]
         held = await self._conn.fetch(rows.SEATS_HELD, domain_id, first)
         queued = await self._conn.fetch(rows.QUEUED, domain_id, start)
-        events = await self._conn.fetch(rows.PERIOD_EVENTS, domain_id, first, after)
-        samples = await self._conn.fetch(rows.PERIOD_SAMPLES, domain_id, start, end)
+        return rows.usage_period(
+            domain_id, start, end, tuple(ids), tuple(last_ids), map(tuple, held), map(tuple, queued)
+        )
+
+    async def usage_events(self, domain_id: str, first: int, after: int) -> list[EventRow]:
         # Records index, unpack and compare as tuples: a year of events is not copied.
-        return rows.history(
-            map(tuple, held), map(tuple, queued),
-            cast("list[EventRow]", events), cast("list[SampleRow]", samples),
+        found = await self._conn.fetch(rows.PERIOD_EVENTS, domain_id, first, after)
+        return cast("list[EventRow]", found)
+
+    async def usage_samples(
+        self, period: UsagePeriod, since: tuple[float, int], limit: int
+    ) -> list[tuple[float, str, int, int]]:
+        found = await self._conn.fetch(
+            rows.PERIOD_SAMPLES, period.domain_id, period.start, period.end,
+            period.last_sample, *since, limit,
         )  # fmt: skip
+        return cast("list[tuple[float, str, int, int]]", found)
 
     def notify(self, note: Note) -> None:
         self.notes.append(note)

@@ -11,8 +11,8 @@ from collections.abc import Callable, Iterable
 from typing import Any, Protocol
 
 from ..core.model import Device, Domain, Event, Lease, License, Pool, User, Waiter
-from ..core.usage import FREEING, EventRow, History, PoolState, SampleRow
-from .base import EventQuery, Token
+from ..core.usage import FREEING, PoolState
+from .base import EventQuery, Token, UsagePeriod
 
 LEASE_COLUMNS = (
     "id, session_id, domain_id, user_id, user_name, device_id, device_kind, device_name, "
@@ -87,29 +87,46 @@ PERIOD_EVENTS = """
 SELECT at, pool, type, seat FROM events
 WHERE domain_id = $1 AND pool IS NOT NULL AND id >= $2 AND id < $3 ORDER BY id
 """
+# A period is read in chunks, each in its own transaction (a year would hold
+# the node for a second): the first fixes the newest event and sample ids, and
+# the chunks read no row recorded after them (the log and samples only grow).
+LAST_IDS = "SELECT (SELECT max(id) FROM events), (SELECT max(id) FROM queue_samples)"
+# Up to $7 samples (with their ids) of the period [$2, $3), recorded by id $4,
+# after (at, id) ($5, $6), in order.
 PERIOD_SAMPLES = """
-SELECT at, pool, queued FROM queue_samples
-WHERE domain_id = $1 AND at >= $2 AND at < $3 ORDER BY at, id
+SELECT at, pool, queued, id FROM queue_samples
+WHERE domain_id = $1 AND at >= $2 AND at < $3 AND id <= $4
+AND (at > $5 OR (at = $5 AND id > $6)) ORDER BY at, id LIMIT $7
 """
-#: An id greater than every event's: the end of a period that no event ends.
+#: An id greater than every event's: all the log is before it.
 NO_EVENT = 2**63 - 1
 
 
-def history(
+def usage_period(
+    domain_id: str,
+    start: float,
+    end: float,
+    ids: tuple[int | None, int | None],
+    last_ids: tuple[int | None, int | None],
     held: Iterable[tuple[str, int]],
     queued: Iterable[tuple[str, int | None]],
-    events: list[EventRow],
-    samples: list[SampleRow],
-) -> History:
-    """A period's :class:`History` from the rows of :data:`SEATS_HELD`,
-    :data:`QUEUED`, :data:`PERIOD_EVENTS` and :data:`PERIOD_SAMPLES`."""
+) -> UsagePeriod:
+    """A :class:`UsagePeriod` from the rows of :data:`PERIOD_IDS`,
+    :data:`LAST_IDS`, :data:`SEATS_HELD` and :data:`QUEUED`."""
+    first, after = ids
+    last_event, last_sample = last_ids
+    if first is None:  # no pool event since start
+        first = after = 0
+    elif after is None:  # none since end: the period's events run to the newest
+        assert last_event is not None
+        after = last_event + 1
     seats: dict[str, set[int]] = {}
     for pool, seat in held:
         seats.setdefault(pool, set()).add(seat)
     state = {
         pool: PoolState(frozenset(seats.get(pool, ())), length or 0) for pool, length in queued
     }
-    return History(state, events, samples)
+    return UsagePeriod(domain_id, start, end, state, first, after, last_sample or 0)
 
 
 class Row(Protocol):

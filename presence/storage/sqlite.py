@@ -26,7 +26,7 @@ from operator import attrgetter
 from typing import Any
 
 from ..core.model import Domain, Event, Lease, Pool, User, Waiter
-from ..core.usage import History
+from ..core.usage import EventRow
 from ..errors import RuleViolation, StorageError
 from ..notes import Note
 from . import rows
@@ -38,6 +38,7 @@ from .base import (
     Token,
     TokenGrant,
     Tx,
+    UsagePeriod,
     check_deadline,
 )
 
@@ -131,6 +132,7 @@ _SEATS_HELD = _numbered(rows.SEATS_HELD)
 _QUEUED = _numbered(rows.QUEUED)
 _PERIOD_EVENTS = _numbered(rows.PERIOD_EVENTS)
 _PERIOD_SAMPLES = _numbered(rows.PERIOD_SAMPLES)
+_LAST_IDS = rows.LAST_IDS
 
 
 class SQLiteStore(Store):
@@ -690,16 +692,23 @@ class SQLiteTx(Tx):
             (domain_id, pool, at, queued),
         )
 
-    async def usage_history(self, domain_id: str, start: float, end: float) -> History:
-        first, after = self._tuples(_PERIOD_IDS, (domain_id, start, end)).fetchone()
-        first = rows.NO_EVENT if first is None else first  # no event since start
-        after = rows.NO_EVENT if after is None else after
-        return rows.history(
+    async def usage_period(self, domain_id: str, start: float, end: float) -> UsagePeriod:
+        ids = self._tuples(_PERIOD_IDS, (domain_id, start, end)).fetchone()
+        first = rows.NO_EVENT if ids[0] is None else ids[0]
+        return rows.usage_period(
+            domain_id, start, end, ids, self._tuples(_LAST_IDS, ()).fetchone(),
             self._tuples(_SEATS_HELD, (domain_id, first)).fetchall(),
             self._tuples(_QUEUED, (domain_id, start)).fetchall(),
-            self._tuples(_PERIOD_EVENTS, (domain_id, first, after)).fetchall(),
-            self._tuples(_PERIOD_SAMPLES, (domain_id, start, end)).fetchall(),
-        )
+        )  # fmt: skip
+
+    async def usage_events(self, domain_id: str, first: int, after: int) -> list[EventRow]:
+        return self._tuples(_PERIOD_EVENTS, (domain_id, first, after)).fetchall()
+
+    async def usage_samples(
+        self, period: UsagePeriod, since: tuple[float, int], limit: int
+    ) -> list[tuple[float, str, int, int]]:
+        params = (period.domain_id, period.start, period.end, period.last_sample, *since, limit)
+        return self._tuples(_PERIOD_SAMPLES, params).fetchall()
 
     def _tuples(self, sql: str, params: tuple[Any, ...]) -> sqlite3.Cursor:
         """Rows as plain tuples, for bulk reads."""

@@ -39,7 +39,7 @@ from presence.core.usage import FREEING, History, PoolState, SampleRow, history_
 from presence.errors import RuleViolation, StorageError
 from presence.notes import Note
 from presence.storage import EventQuery, Store, Token, TokenGrant, sqlite, store_for_url
-from presence.storage.base import LAST_USED_RESOLUTION
+from presence.storage.base import LAST_USED_RESOLUTION, read_history
 from presence.storage.sqlite import SQLiteStore
 
 from .conftest import LONG_TTL, Nodes
@@ -990,6 +990,19 @@ async def test_the_usage_history_of_a_period_is_the_one_of_the_whole_log(
         for start, end in periods:
             got = await tx.usage_history("acme", start, end)
             assert got == history_of(USAGE_POOLS, acme, by_time, start, end), (start, end)
+    # Read in chunks of a few events and samples, each in a transaction of its own,
+    # and with events and samples logged after the first: the same history.
+    for start, end in periods[::3]:
+        async with store.transaction("acme") as tx:
+            period = await tx.usage_period("acme", start, end)
+        later = Event("seat_granted", start, "acme", "u1", "pc", "desk", 1)
+        async with store.transaction("acme") as tx:
+            await tx.add_events([later])
+            await tx.record_queue("acme", "desk", start, 7)
+        got = await read_history(period, store.transaction, chunk=3)
+        assert got == history_of(USAGE_POOLS, acme, by_time, start, end), (start, end)
+        acme.append(later)
+        by_time = sorted([*by_time, QueueSample("acme", "desk", start, 7)], key=attrgetter("at"))
 
 
 @only_sqlite
@@ -1003,7 +1016,7 @@ async def test_usage_and_email_lookups_read_by_index(store: Store) -> None:
             (sqlite._SEATS_HELD, ("acme", 10)),
             (sqlite._QUEUED, ("acme", 1.0)),
             (sqlite._PERIOD_EVENTS, ("acme", 1, 10)),
-            (sqlite._PERIOD_SAMPLES, ("acme", 1.0, 2.0)),
+            (sqlite._PERIOD_SAMPLES, ("acme", 1.0, 2.0, 10, 1.0, -1, 100)),
             (sqlite.EMAIL_TAKEN, ("acme", "a@example.com")),
         ]
         plans = [
