@@ -26,9 +26,9 @@ from .tokens import hash_token, new_token
 
 SERVER = TokenGrant("server")
 
-#: The most points :meth:`Admin.usage_series` gives per pool.
 #: Seconds a series covers when its start is not given: a day.
 SERIES_DEFAULT_PERIOD = 86_400
+#: The most points :meth:`Admin.usage_series` gives per pool.
 SERIES_MAX_POINTS = 2000
 
 
@@ -245,9 +245,8 @@ class Admin:
             now = await tx.now()
             # Every change is logged once: ending a seat logs it with the seat;
             # otherwise (named devices, or no live session) it is logged here.
-            held = await tx.leases(domain_id, user_id=user_id)
-            await leases.end_user(tx, user, seats.LICENSE_CHANGED, now)
-            if not any(lease.pool is not None for lease in held):
+            ended = await leases.end_user(tx, user, seats.LICENSE_CHANGED, now)
+            if not any(lease.pool is not None for lease in ended):
                 event = Event("license_changed", now, domain_id, user_id, "")
                 await leases.commit(tx, domain_id, seats.Decisions(events=[event]))
             await tx.update_user(changed)

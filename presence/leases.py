@@ -172,9 +172,11 @@ async def free_expired(tx: Tx, domain_id: str) -> None:
             await commit(tx, domain_id, book)
 
 
-async def end_user(tx: Tx, user: User, reason: str, now: float) -> None:
-    """End every session of a user whose license changed or who was deleted."""
-    for lease in await tx.leases(user.domain_id, user_id=user.id):
+async def end_user(tx: Tx, user: User, reason: str, now: float) -> list[Lease]:
+    """End every session of a user whose license changed or who was deleted;
+    return the leases ended."""
+    held = await tx.leases(user.domain_id, user_id=user.id)
+    for lease in held:
         await release(tx, lease, reason, now)
     if user.license.model == "seat" and user.license.pool is not None:
         book = await load_book(tx, await used_pool(tx, user.domain_id, user.license.pool))
@@ -183,3 +185,4 @@ async def end_user(tx: Tx, user: User, reason: str, now: float) -> None:
                 book.leave(waiter.session_id, now)
         await commit(tx, user.domain_id, book)
     tx.notify(notes.UserEnded(user.id, reason))
+    return held
