@@ -7,7 +7,7 @@ own (see :meth:`~presence.storage.Store.renew`), which the model does not carry.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from typing import Any, Protocol
 
 from ..core.model import Device, Domain, Event, Lease, License, Pool, User, Waiter
@@ -215,12 +215,16 @@ def event_values(e: Event) -> tuple[Any, ...]:
     return (e.domain_id, e.at, e.type, e.user_id, e.device_id, e.pool, e.seat)
 
 
-def event_conditions(query: EventQuery, param: Callable[[Any], str]) -> str:
-    """The conditions of ``query`` on the events table, joined by AND.
+def events_query(domain_id: str, query: EventQuery) -> tuple[str, list[Any]]:
+    """The SQL (with ``$n`` parameters) and parameters that read the events of
+    ``query``, oldest first: the first ``limit`` after ``after``, or with
+    ``before`` the last ``limit`` before it. Values never enter the SQL text."""
+    params: list[Any] = [domain_id]
 
-    ``param`` takes a value and returns the placeholder it is bound to: values
-    never enter the SQL text.
-    """
+    def param(value: Any) -> str:
+        params.append(value)
+        return f"${len(params)}"
+
     conditions = [f"id > {param(query.after)}"]
     if query.before is not None:
         conditions.append(f"id < {param(query.before)}")
@@ -234,7 +238,12 @@ def event_conditions(query: EventQuery, param: Callable[[Any], str]) -> str:
         conditions.append(f"at >= {param(float(query.start))}")
     if query.end is not None:
         conditions.append(f"at < {param(float(query.end))}")
-    return " AND ".join(conditions)
+    order = "id DESC" if query.before is not None else "id"  # the last ones: read backwards
+    page = (
+        f"SELECT id, {EVENT_COLUMNS} FROM events WHERE domain_id = $1 "
+        f"AND {' AND '.join(conditions)} ORDER BY {order} LIMIT {param(query.limit)}"
+    )
+    return f"SELECT * FROM ({page}) AS page ORDER BY id", params
 
 
 def token(row: Row) -> Token:

@@ -662,21 +662,9 @@ class SQLiteTx(Tx):
         return stored
 
     async def events(self, domain_id: str, query: EventQuery) -> list[StoredEvent]:
-        params: list[Any] = [domain_id]
-
-        def param(value: Any) -> str:
-            params.append(value)
-            return "?"
-
-        where = rows.event_conditions(query, param)
-        newest = query.before is not None  # the last ones before it, read backwards
-        found = await self._all(
-            f"SELECT id, {rows.EVENT_COLUMNS} FROM events WHERE domain_id = ? AND {where} "
-            f"ORDER BY {'id DESC' if newest else 'id'} LIMIT ?",
-            (*params, query.limit),
-        )
-        stored = [StoredEvent(row["id"], rows.event(row)) for row in found]
-        return stored[::-1] if newest else stored
+        sql, params = rows.events_query(domain_id, query)
+        found = await self._all(_numbered(sql), params)
+        return [StoredEvent(row["id"], rows.event(row)) for row in found]
 
     async def latest_events(self, domain_id: str, limit: int) -> list[StoredEvent]:
         found = await self._all(
