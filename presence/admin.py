@@ -1,4 +1,4 @@
-"""What administrators do: domains, pools, users, licenses, tokens, releases.
+"""What administrators do: domains, pools, users, licenses, tokens, releases, webhooks.
 
 Each operation runs in one transaction of its domain, checks the licensing
 rules (:mod:`presence.core.rules`) on the state as it would be afterwards, and
@@ -19,10 +19,12 @@ from . import leases, notes
 from .core import rules, seats
 from .core.model import Domain, Event, Lease, License, Pool, User
 from .core.usage import PoolSeries, PoolUsage, point_count, series, usage
+from .core.webhooks import Progress, Webhook
 from .errors import BadRequest, Forbidden, NotFound, RuleViolation, Unauthorized
-from .storage import EventQuery, Store, StoredEvent, Token, TokenGrant, Tx
+from .storage import Delivery, EventQuery, Store, StoredEvent, Token, TokenGrant, Tx
 from .storage.base import read_history
-from .tokens import hash_token, new_token
+from .tokens import hash_token, new_token, new_webhook_secret
+from .webhooks import sender
 
 SERVER = TokenGrant("server")
 
@@ -46,9 +48,12 @@ class Snapshot:
 class Admin:
     """The admin operations over one store, for callers holding a token."""
 
-    def __init__(self, store: Store, admin_token: str | None) -> None:
+    def __init__(
+        self, store: Store, admin_token: str | None, webhook_allow_private: bool = False
+    ) -> None:
         self.store = store
         self._admin_token = admin_token
+        self._webhook_allow_private = webhook_allow_private
 
     async def ensure_server_token(self) -> str | None:
         """Bring the stored server admin tokens in line with the configuration;
@@ -335,6 +340,77 @@ class Admin:
         history = await read_history(period, self.store.transaction)
         return await asyncio.to_thread(series, pools, history, start, end, step)
 
+    # Webhook endpoints.
+
+    async def webhooks(self, who: TokenGrant, domain_id: str) -> list[Webhook]:
+        """The domain's endpoints, oldest first."""
+        async with self.store.transaction(domain_id) as tx:
+            await _domain(tx, who, domain_id, "admin")
+            return [webhook for webhook, _ in await tx.webhooks(domain_id)]
+
+    async def create_webhook(
+        self,
+        who: TokenGrant,
+        domain_id: str,
+        url: str,
+        events: frozenset[str] | None,
+        description: str | None,
+    ) -> Webhook:
+        """A new endpoint, which receives the events logged from now on."""
+        async with self.store.transaction(domain_id) as tx:
+            await _domain(tx, who, domain_id, "admin")
+        await self._check_url(url)
+        async with self.store.transaction(domain_id) as tx:
+            await _domain(tx, who, domain_id, "admin")
+            latest = await tx.latest_events(domain_id, 1)
+            webhook = Webhook(
+                domain_id, uuid.uuid4().hex, url, events, description, True,
+                new_webhook_secret(), await tx.now(),
+            )  # fmt: skip
+            await tx.insert_webhook(webhook, Progress(latest[0].id if latest else 0))
+            tx.notify(notes.WebhooksChanged(domain_id))
+            return webhook
+
+    async def update_webhook(
+        self, who: TokenGrant, domain_id: str, webhook_id: str, changes: dict[str, Any]
+    ) -> Webhook:
+        """Change an endpoint. A new URL, or enabling it again, starts a fresh
+        retry schedule: the event it stopped at is tried at once."""
+        async with self.store.transaction(domain_id) as tx:
+            await _webhook(tx, who, domain_id, webhook_id)
+        if "url" in changes:
+            await self._check_url(changes["url"])
+        async with self.store.transaction(domain_id) as tx:
+            webhook, progress = await _webhook(tx, who, domain_id, webhook_id)
+            changed = replace(webhook, **changes)
+            if changed.url != webhook.url or (changed.enabled and not webhook.enabled):
+                progress = Progress(progress.cursor)
+            await tx.update_webhook(changed, progress)
+            tx.notify(notes.WebhooksChanged(domain_id))
+            return changed
+
+    async def delete_webhook(self, who: TokenGrant, domain_id: str, webhook_id: str) -> None:
+        async with self.store.transaction(domain_id) as tx:
+            await _webhook(tx, who, domain_id, webhook_id)
+            await tx.delete_webhook(domain_id, webhook_id)
+            tx.notify(notes.WebhooksChanged(domain_id))
+
+    async def deliveries(
+        self, who: TokenGrant, domain_id: str, webhook_id: str, limit: int
+    ) -> list[Delivery]:
+        """An endpoint's latest ``limit`` delivery attempts, newest first."""
+        async with self.store.transaction(domain_id) as tx:
+            await _webhook(tx, who, domain_id, webhook_id)
+            return await tx.deliveries(webhook_id, limit)
+
+    async def _check_url(self, url: str) -> None:
+        """:exc:`BadRequest` for a URL no webhook may have (it resolves the host:
+        outside any transaction)."""
+        try:
+            await sender.check(url, self._webhook_allow_private)
+        except sender.Unreachable as exc:
+            raise BadRequest("url", str(exc)) from None
+
 
 # The lock that starting nodes take turns at for the server tokens: no
 # domain's, as no domain id has a space.
@@ -372,6 +448,16 @@ async def _domain(tx: Tx, who: TokenGrant, domain_id: str, needs: str) -> Domain
     ):
         raise Forbidden(f"A {who.role} token may not do this.")
     return domain
+
+
+async def _webhook(
+    tx: Tx, who: TokenGrant, domain_id: str, webhook_id: str
+) -> tuple[Webhook, Progress]:
+    await _domain(tx, who, domain_id, "admin")
+    found = await tx.webhook(domain_id, webhook_id)
+    if found is None:
+        raise NotFound(f"There is no webhook {webhook_id!r}.")
+    return found
 
 
 async def _user(tx: Tx, domain_id: str, user_id: str) -> User:

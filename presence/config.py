@@ -26,6 +26,9 @@ class Config:
     max_connections_per_address: int = 5000
     auth_failures_per_minute: int = 10
     hello_timeout: float = 5.0
+    webhook_allow_private: bool = False
+    webhook_timeout: float = 10.0
+    webhook_retry_scale: float = 1.0
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] = os.environ) -> Config:
@@ -45,6 +48,9 @@ class Config:
                 env.get("PRESENCE_MAX_CONNECTIONS_PER_ADDRESS", "5000")
             ),
             auth_failures_per_minute=int(env.get("PRESENCE_AUTH_FAILURES_PER_MINUTE", "10")),
+            webhook_allow_private=env.get("PRESENCE_WEBHOOK_ALLOW_PRIVATE", "") in ("1", "true"),
+            webhook_timeout=float(env.get("PRESENCE_WEBHOOK_TIMEOUT", "10")),
+            webhook_retry_scale=float(env.get("PRESENCE_WEBHOOK_RETRY_SCALE", "1")),
         )
 
 

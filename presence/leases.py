@@ -3,8 +3,9 @@
 Every change to leases and queues goes through :func:`commit`: it writes the
 effects and events of a :class:`~presence.core.seats.Decisions`, records the
 length of each queue that changed (:meth:`Tx.record_queue`, for usage over
-time), and publishes the notes that tell every node what changed (which pools
-to announce, which sessions to end or to welcome).
+time), logs a ``pool_full`` alert with a denied seat, and publishes the notes
+that tell every node what changed (which pools to announce, which sessions to
+end or to welcome).
 """
 
 from __future__ import annotations
@@ -12,8 +13,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from . import notes
-from .core import seats
-from .core.model import Lease, Pool, QueueSample, User
+from .core import alerts, seats
+from .core.model import Event, Lease, Pool, QueueSample, User
 from .core.seats import Decisions, Dequeued, Ended, Enqueued, Granted, PoolBook, Refusal, Updated
 from .metrics import METRICS
 from .storage import StoredEvent, Tx
@@ -82,12 +83,29 @@ async def commit(tx: Tx, domain_id: str, decisions: Decisions) -> Committed:
         tx.notify(notes.PoolChanged(domain_id, pool))
     for user_id in sorted(named):
         tx.notify(notes.NamedChanged(domain_id, user_id))
-    stored = await tx.add_events(decisions.events)
-    for event in decisions.events:
+    events = decisions.events + await pool_full(tx, domain_id, decisions.events)
+    stored = await tx.add_events(events)
+    for event in events:
         METRICS.events.inc(event.type)
     if stored:
         tx.notify(notes.EventsLogged(domain_id, tuple(dict(event_view(e)) for e in stored)))
     return Committed(granted, stored)
+
+
+async def pool_full(tx: Tx, domain_id: str, events: list[Event]) -> list[Event]:
+    """The ``pool_full`` alerts of the seats denied among ``events``, due
+    at most once per pool per ``alert_interval_s`` (:mod:`presence.core.alerts`)."""
+    found: list[Event] = []
+    for refused in events:
+        if refused.type != "seat_denied" or refused.pool is None:
+            continue
+        pool = await used_pool(tx, domain_id, refused.pool)
+        state = await tx.alert_state(domain_id, pool.id)
+        after, logged = alerts.denied(pool, state, refused)
+        if after != state:
+            await tx.set_alert_state(domain_id, pool.id, after)
+        found += logged
+    return found
 
 
 def queue_lengths(domain_id: str, decisions: Decisions) -> list[QueueSample]:

@@ -72,6 +72,11 @@ class Metrics:
             "Logins refused with unavailable as they piled up, on the node or in a domain.",
             "stage",
         )
+        self.webhook_deliveries = Counter(
+            "presence_webhook_deliveries_total",
+            "Attempts by this node to deliver an event to a webhook endpoint, by outcome.",
+            "outcome",
+        )
         self.heartbeat_seconds = Histogram(
             "presence_heartbeat_seconds", "Time to answer a heartbeat."
         )
@@ -84,6 +89,7 @@ class Metrics:
             *self.events.render(),
             *self.cut_off.render(),
             *self.overloaded.render(),
+            *self.webhook_deliveries.render(),
             *self.heartbeat_seconds.render(),
             *self.login_seconds.render(),
             *gauges,

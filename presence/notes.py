@@ -88,6 +88,14 @@ class TokenRevoked:
 
 
 @dataclass(frozen=True, slots=True)
+class WebhooksChanged:
+    """A domain's webhook endpoints changed: claim them again, deliver at once."""
+
+    kind: ClassVar[str] = "webhooks"
+    domain: str
+
+
+@dataclass(frozen=True, slots=True)
 class Resync:
     """Notes may have been missed (the bus was lost): read the state again."""
 
@@ -103,6 +111,7 @@ Note = (
     | QueueRefused
     | EventsLogged
     | TokenRevoked
+    | WebhooksChanged
     | Resync
 )
 
@@ -110,7 +119,7 @@ _TYPES: dict[str, type[Note]] = {
     cls.kind: cls
     for cls in (
         PoolChanged, NamedChanged, LeaseEnded, UserEnded, QueueGranted, QueueRefused,
-        EventsLogged, TokenRevoked, Resync,
+        EventsLogged, TokenRevoked, WebhooksChanged, Resync,
     )
 }  # fmt: skip
 _FIELDS = {kind: tuple(f.name for f in fields(cls)) for kind, cls in _TYPES.items()}

@@ -9,7 +9,7 @@ from __future__ import annotations
 import csv
 import io
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any, Literal, NotRequired, cast
+from typing import TYPE_CHECKING, Any, Literal, NotRequired, cast, get_args
 
 # pydantic describes these for the OpenAPI document; on Python 3.11 it needs
 # typing_extensions' TypedDict.
@@ -18,7 +18,8 @@ from typing_extensions import TypedDict
 from .core.model import Domain, Lease, License, Plan, Pool, User
 from .core.seats import PoolBook
 from .core.usage import PoolUsage
-from .storage import StoredEvent, Token
+from .core.webhooks import Webhook
+from .storage import Delivery, StoredEvent, Token
 from .wire import iso
 
 if TYPE_CHECKING:
@@ -32,6 +33,7 @@ EventType = Literal[
     "named_login", "named_logout", "webhook_disabled", "pool_full", "pool_near_capacity",
     "pool_recovered", "token_revoked",
 ]  # fmt: skip
+EVENT_TYPES: list[EventType] = list(get_args(EventType))
 
 
 class DomainView(TypedDict):
@@ -47,6 +49,8 @@ class PoolView(TypedDict):
     name: str
     seats: int
     idle_logoff_s: int
+    alert_interval_s: int
+    alert_threshold_pct: int | None
     occupied: int
 
 
@@ -131,6 +135,28 @@ class CreatedTokenView(TypedDict):
     expires_at: str | None
 
 
+class WebhookView(TypedDict):
+    id: str
+    url: str
+    events: list[EventType]
+    description: str | None
+    enabled: bool
+    created_at: str
+
+
+class CreatedWebhookView(WebhookView):
+    secret: str
+
+
+class DeliveryView(TypedDict):
+    event_id: int
+    attempt: int
+    at: str
+    status: int | None
+    error: str | None
+    duration_ms: float
+
+
 class EventView(TypedDict):
     id: int
     at: str
@@ -166,6 +192,8 @@ def pool_view(p: Pool, occupied: int) -> PoolView:
         "name": p.name,
         "seats": p.seats,
         "idle_logoff_s": p.idle_logoff_s,
+        "alert_interval_s": p.alert_interval_s,
+        "alert_threshold_pct": p.alert_threshold_pct,
         "occupied": occupied,
     }
 
@@ -259,6 +287,35 @@ def created_token_view(t: Token, secret: str) -> CreatedTokenView:
         "label": t.label,
         "created_at": _time(t.created_at),
         "expires_at": _time(t.expires_at),
+    }
+
+
+def webhook_view(w: Webhook) -> WebhookView:
+    """An endpoint as listed: never its secret."""
+    events = EVENT_TYPES if w.events is None else [t for t in EVENT_TYPES if t in w.events]
+    return {
+        "id": w.id,
+        "url": w.url,
+        "events": events,
+        "description": w.description,
+        "enabled": w.enabled,
+        "created_at": iso(w.created_at),
+    }
+
+
+def created_webhook_view(w: Webhook) -> CreatedWebhookView:
+    """An endpoint just created, with its secret: the only answer that shows it."""
+    return {**webhook_view(w), "secret": w.secret}
+
+
+def delivery_view(d: Delivery) -> DeliveryView:
+    return {
+        "event_id": d.event_id,
+        "attempt": d.attempt,
+        "at": iso(d.at),
+        "status": d.status,
+        "error": d.error,
+        "duration_ms": d.duration_ms,
     }
 
 

@@ -30,6 +30,8 @@ class Pool:
     name: str
     seats: int
     idle_logoff_s: int = 0
+    alert_interval_s: int = 300
+    alert_threshold_pct: int | None = None  # None: no pool_near_capacity alert
 
 
 @dataclass(frozen=True, slots=True)

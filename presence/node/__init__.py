@@ -9,7 +9,10 @@ A :class:`Node` puts four parts together over one store:
 - :class:`~.keeper.LeaseKeeper`: leases renewed for live sessions only, silent
   and idle sessions ended, expired leases of any node freed;
 - note dispatch (:meth:`Node.noted`): what other transactions, on any node,
-  tell this one to do.
+  tell this one to do;
+- beside them, :class:`~presence.webhooks.Deliverer` (the domains' events
+  POSTed to their webhook endpoints) and :func:`~presence.alerts.watch`
+  (capacity alerts that come due with time).
 
 Sessions and their one lifecycle are :mod:`.session`.
 """
@@ -22,13 +25,14 @@ import time
 from collections.abc import Callable
 from typing import assert_never
 
-from .. import notes
+from .. import alerts, notes
 from ..config import Config
 from ..core import seats
 from ..errors import StorageError
 from ..metrics import METRICS, gauge
 from ..notes import Note
 from ..storage import Store
+from ..webhooks import Deliverer
 from .announcer import Announcer, Watcher
 from .keeper import LeaseKeeper
 from .protocol import DeviceProtocol
@@ -51,6 +55,7 @@ class Node:
         self.keeper = LeaseKeeper(
             store, config, self.sessions, self.protocol, self.announcer, clock
         )
+        self.deliverer = Deliverer(store, config)
         self._tasks: list[asyncio.Task[None]] = []
         store.subscribe(self.noted)
 
@@ -63,6 +68,8 @@ class Node:
         self._tasks = [
             asyncio.create_task(self.announcer.run(), name="presence-announce"),
             asyncio.create_task(self.keeper.run(), name="presence-keep"),
+            asyncio.create_task(self.deliverer.run(), name="presence-webhooks"),
+            asyncio.create_task(alerts.watch(self.store, self.keeper.tick), name="presence-alerts"),
         ]
 
     async def end_sessions(self) -> None:
@@ -91,6 +98,7 @@ class Node:
         """``/metrics``: this node's figures, and the seats of every pool."""
         async with self.store.transaction() as tx:
             counts = await tx.seat_counts()
+            backlog = await self.deliverer.backlog(tx)
         phases = {"named": 0, "seat": 0, "waiting": 0, "refused": 0}
         for session in self.sessions:
             if session.lease is not None:
@@ -105,6 +113,11 @@ class Node:
                 *gauge("presence_sessions", "Device sessions on this node, by state.", by_state),
                 *gauge("presence_seats_occupied", "Occupied seats per pool.", occupied),
                 *gauge("presence_seats_free", "Free seats per pool.", free),
+                *gauge(
+                    "presence_webhook_oldest_undelivered_seconds",
+                    "Age of the oldest event not yet delivered to each enabled webhook endpoint.",
+                    backlog,
+                ),
             ]
         )
 
@@ -134,7 +147,7 @@ class Node:
                 protocol.revoked(token_id)
             case notes.Resync():
                 await self.keeper.resync()
-            case notes.NamedChanged() | notes.EventsLogged():
+            case notes.NamedChanged() | notes.EventsLogged() | notes.WebhooksChanged():
                 pass  # for the watchers
             case _:
                 assert_never(note)

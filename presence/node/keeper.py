@@ -43,14 +43,15 @@ class LeaseKeeper:
         self.protocol = protocol
         self.announcer = announcer
         self.clock = clock
+        #: Seconds between looks at silent sessions and expired leases.
+        self.tick = min(1.0, config.lease_ttl / 4)
 
     async def renew(self) -> None:
         """Renew what the live sessions hold, whose connections are still there."""
         await self.store.renew([s.id for s in self.sessions if not s.link.gone])
 
     async def run(self) -> None:
-        ttl = self.config.lease_ttl
-        tick = min(1.0, ttl / 4)
+        ttl, tick = self.config.lease_ttl, self.tick
         renewed = self.clock()
         while True:
             await asyncio.sleep(tick)

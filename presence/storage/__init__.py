@@ -8,9 +8,11 @@ from __future__ import annotations
 
 from urllib.parse import urlsplit
 
-from .base import EventQuery, Store, StoredEvent, Token, TokenGrant, Tx
+from .base import Delivery, EventQuery, Store, StoredEvent, Token, TokenGrant, Tx
 
-__all__ = ["EventQuery", "Store", "StoredEvent", "Token", "TokenGrant", "Tx", "store_for_url"]
+__all__ = [
+    "Delivery", "EventQuery", "Store", "StoredEvent", "Token", "TokenGrant", "Tx", "store_for_url",
+]  # fmt: skip
 
 
 def store_for_url(url: str, node_id: str) -> Store:

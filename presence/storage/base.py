@@ -26,8 +26,10 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Collection
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 
+from ..core.alerts import AlertState
 from ..core.model import Domain, Event, Lease, Pool, User, Waiter
 from ..core.usage import EventRow, History, PoolState, SampleRow
+from ..core.webhooks import Progress, Webhook
 from ..errors import Overloaded
 from ..notes import Note
 
@@ -83,6 +85,21 @@ class Token:
 class StoredEvent:
     id: int
     event: Event
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    """One attempt to deliver an event to a webhook endpoint: ``status`` is the
+    HTTP status answered (``None``: no answer), ``error`` why it failed
+    (``None``: delivered)."""
+
+    webhook_id: str
+    event_id: int
+    attempt: int
+    at: float
+    status: int | None
+    error: str | None
+    duration_ms: float
 
 
 @dataclass(frozen=True, slots=True)
@@ -273,6 +290,56 @@ class Tx(abc.ABC):
         :func:`presence.core.usage.history_of` takes them from the whole log."""
         period = await self.usage_period(domain_id, start, end)
         return await read_history(period, lambda: contextlib.nullcontext(self))
+
+    # Webhook endpoints. A node delivers an endpoint's events while it holds
+    # the endpoint's claim, which it renews like a lease; one that is not
+    # renewed for ``lease_ttl`` is any node's to claim.
+    @abc.abstractmethod
+    async def webhooks(self, domain_id: str | None) -> list[tuple[Webhook, Progress]]:
+        """A domain's endpoints (``None``: every domain's), oldest first."""
+
+    @abc.abstractmethod
+    async def webhook(self, domain_id: str, webhook_id: str) -> tuple[Webhook, Progress] | None: ...
+    @abc.abstractmethod
+    async def insert_webhook(self, webhook: Webhook, progress: Progress) -> None: ...
+    @abc.abstractmethod
+    async def update_webhook(self, webhook: Webhook, progress: Progress) -> None: ...
+    @abc.abstractmethod
+    async def delete_webhook(self, domain_id: str, webhook_id: str) -> None:
+        """Delete an endpoint and its delivery log."""
+
+    @abc.abstractmethod
+    async def claim_webhooks(
+        self, node_id: str, now: float, ttl: float
+    ) -> list[tuple[str, str, float]]:
+        """Claim for ``node_id`` the enabled endpoints whose claim ran out, renew
+        its own claims once a third of ``ttl`` has passed, and return the
+        endpoints it holds: (domain, endpoint, seconds the claim has left)."""
+
+    @abc.abstractmethod
+    async def advance_webhook(self, webhook_id: str, node_id: str, progress: Progress) -> bool:
+        """Store an endpoint's progress if it is enabled and ``node_id`` holds
+        it; whether it did."""
+
+    @abc.abstractmethod
+    async def add_delivery(self, delivery: Delivery) -> None:
+        """Log an attempt; an endpoint's log keeps its latest attempts only."""
+
+    @abc.abstractmethod
+    async def deliveries(self, webhook_id: str, limit: int) -> list[Delivery]:
+        """An endpoint's latest ``limit`` attempts, newest first."""
+
+    # Capacity alerts.
+    @abc.abstractmethod
+    async def watched_pools(self) -> list[tuple[Pool, int, AlertState]]:
+        """The pools of every domain whose occupancy the alerts watch (with a
+        threshold, or an alert not yet recovered): each with its seats held
+        and its alert state."""
+
+    @abc.abstractmethod
+    async def alert_state(self, domain_id: str, pool_id: str) -> AlertState: ...
+    @abc.abstractmethod
+    async def set_alert_state(self, domain_id: str, pool_id: str, state: AlertState) -> None: ...
 
     @abc.abstractmethod
     def notify(self, note: Note) -> None:

@@ -49,7 +49,6 @@ from .base import (
     StoredEvent,
     Token,
     TokenGrant,
-    Tx,
     UsagePeriod,
     check_deadline,
 )
@@ -75,7 +74,7 @@ LOCK_SCHEMA = "SELECT pg_advisory_xact_lock(hashtextextended('presence schema', 
 _ERRORS = (asyncpg.PostgresError, asyncpg.InterfaceError, asyncpg.InternalClientError, OSError)
 
 #: Bumped with every change of SCHEMA or UPGRADE.
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 SCHEMA = f"""
 CREATE TABLE IF NOT EXISTS domains (
     id text PRIMARY KEY, name text NOT NULL, plan text NOT NULL,
@@ -123,6 +122,21 @@ CREATE TABLE IF NOT EXISTS queue_samples (
     pool text NOT NULL, at float8 NOT NULL, queued integer NOT NULL);
 CREATE INDEX IF NOT EXISTS queue_samples_by_time ON queue_samples (domain_id, at, id);
 CREATE INDEX IF NOT EXISTS users_by_email ON users (domain_id, lower(email));
+CREATE TABLE IF NOT EXISTS webhooks (
+    id text PRIMARY KEY, domain_id text NOT NULL, url text NOT NULL, events text,
+    description text, enabled integer NOT NULL, secret text NOT NULL, created_at float8 NOT NULL,
+    delivered_id bigint NOT NULL, attempts integer NOT NULL, failing_since float8,
+    retry_at float8, owner text, claimed_until float8 NOT NULL DEFAULT 0);
+CREATE INDEX IF NOT EXISTS webhooks_by_domain ON webhooks (domain_id);
+CREATE TABLE IF NOT EXISTS webhook_deliveries (
+    id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, webhook_id text NOT NULL,
+    event_id bigint NOT NULL, attempt integer NOT NULL, at float8 NOT NULL, status integer,
+    error text, duration_ms float8 NOT NULL);
+CREATE INDEX IF NOT EXISTS webhook_deliveries_by_webhook ON webhook_deliveries (webhook_id, id);
+CREATE TABLE IF NOT EXISTS pool_alerts (
+    domain_id text NOT NULL, pool text NOT NULL, full_at float8, full_open integer NOT NULL,
+    near_since float8, near_open integer NOT NULL, clear_since float8,
+    PRIMARY KEY (domain_id, pool));
 {rows.USAGE_INDEXES}"""
 
 # Run after SCHEMA, on new databases as on those from before leases expired by
@@ -149,6 +163,9 @@ DROP TABLE IF EXISTS nodes;
 CREATE INDEX IF NOT EXISTS leases_by_session ON leases (session_id);
 CREATE INDEX IF NOT EXISTS leases_by_expiry ON leases (expires_at);
 CREATE INDEX IF NOT EXISTS waiters_by_expiry ON waiters (expires_at);
+ALTER TABLE pools
+    ADD COLUMN IF NOT EXISTS alert_interval_s integer NOT NULL DEFAULT 300,
+    ADD COLUMN IF NOT EXISTS alert_threshold_pct integer;
 """
 KEEP_UPGRADED = f"""
 UPDATE leases SET expires_at = {NOW} + $1::float8 WHERE expires_at = 0
@@ -415,7 +432,7 @@ def _payloads(note: Note) -> Iterator[str]:
         yield from _payloads(replace(note, events=note.events[half:]))
 
 
-class PostgresTx(Tx):
+class PostgresTx(rows.SQLTx):
     def __init__(self, conn: PoolConnectionProxy[asyncpg.Record], lease_ttl: float) -> None:
         self._conn = conn
         self._lease_ttl = lease_ttl
@@ -426,6 +443,13 @@ class PostgresTx(Tx):
         payloads = [(CHANNEL, payload) for note in self.notes for payload in _payloads(note)]
         if payloads:
             await self._conn.executemany("SELECT pg_notify($1, $2)", payloads)
+
+    async def _query(self, sql: str, *params: Any) -> list[rows.Row]:
+        return list(await self._conn.fetch(sql, *params))
+
+    async def _run(self, sql: str, *params: Any) -> int:
+        status = await self._conn.execute(sql, *params)
+        return int(status.rsplit(" ", 1)[-1])
 
     async def _insert(self, table: str, columns: str, values: tuple[Any, ...]) -> None:
         marks = ", ".join(f"${n}" for n in range(1, len(values) + 1))
@@ -474,18 +498,6 @@ class PostgresTx(Tx):
 
     async def insert_pool(self, pool: Pool) -> None:
         await self._insert("pools", rows.POOL_COLUMNS, rows.pool_values(pool))
-
-    async def update_pool(self, pool: Pool) -> None:
-        await self._conn.execute(
-            "UPDATE pools SET name = $3, seats = $4, idle_logoff_s = $5 "
-            "WHERE domain_id = $1 AND id = $2",
-            *rows.pool_values(pool),
-        )
-
-    async def delete_pool(self, domain_id: str, pool_id: str) -> None:
-        await self._conn.execute(
-            "DELETE FROM pools WHERE domain_id = $1 AND id = $2", domain_id, pool_id
-        )
 
     async def users(self, domain_id: str) -> list[User]:
         found = await self._conn.fetch(

@@ -7,12 +7,16 @@ own (see :meth:`~presence.storage.Store.renew`), which the model does not carry.
 
 from __future__ import annotations
 
+import abc
+import json
 from collections.abc import Iterable
 from typing import Any, Protocol
 
+from ..core.alerts import AlertState
 from ..core.model import Device, Domain, Event, Lease, License, Pool, User, Waiter
 from ..core.usage import FREEING, PoolState
-from .base import EventQuery, Token, UsagePeriod
+from ..core.webhooks import Progress, Webhook
+from .base import Delivery, EventQuery, Token, Tx, UsagePeriod
 
 LEASE_COLUMNS = (
     "id, session_id, domain_id, user_id, user_name, device_id, device_kind, device_name, "
@@ -23,11 +27,66 @@ WAITER_COLUMNS = (
     "device_kind, device_name, since"
 )
 USER_COLUMNS = "domain_id, id, email, name, model, pool"
-POOL_COLUMNS = "domain_id, id, name, seats, idle_logoff_s"
+POOL_COLUMNS = "domain_id, id, name, seats, idle_logoff_s, alert_interval_s, alert_threshold_pct"
 DOMAIN_COLUMNS = "id, name, plan, named_licenses, seat_licenses"
 EVENT_COLUMNS = "domain_id, at, type, user_id, device_id, pool, seat"
 TOKEN_COLUMNS = "id, role, domain_id, user_id, label, created_at, expires_at, last_used_at"
 QUEUE_SAMPLE_COLUMNS = "domain_id, pool, at, queued"
+WEBHOOK_COLUMNS = "domain_id, id, url, events, description, enabled, secret, created_at"
+PROGRESS_COLUMNS = "delivered_id, attempts, failing_since, retry_at"
+DELIVERY_COLUMNS = "webhook_id, event_id, attempt, at, status, error, duration_ms"
+ALERT_COLUMNS = "full_at, full_open, near_since, near_open, clear_since"
+UPDATE_POOL = """
+UPDATE pools SET name = $3, seats = $4, idle_logoff_s = $5, alert_interval_s = $6,
+    alert_threshold_pct = $7
+WHERE domain_id = $1 AND id = $2
+"""
+
+# Webhook endpoints, their delivery and the pools' alerts: the same SQL for
+# every backend, with parameters $n and times given by the caller.
+# A node claims ($1) the enabled endpoints whose claim ran out (before $2, now),
+# claims them until $3, and renews its own when they would run out before $4.
+CLAIM_WEBHOOKS = """
+UPDATE webhooks SET owner = $1, claimed_until = $3
+WHERE enabled = 1 AND (claimed_until < $2 OR (owner = $1 AND claimed_until < $4))
+"""
+# The endpoints node $1 holds at $2, with how long each claim has left.
+CLAIMED_WEBHOOKS = """
+SELECT domain_id, id, claimed_until - $2 AS left_s FROM webhooks
+WHERE owner = $1 AND enabled = 1 AND claimed_until > $2 ORDER BY domain_id, id
+"""
+# An attempt's outcome, written only while node $2 holds the enabled endpoint $1.
+ADVANCE_WEBHOOK = """
+UPDATE webhooks SET delivered_id = $3, attempts = $4, failing_since = $5, retry_at = $6
+WHERE id = $1 AND owner = $2 AND enabled = 1
+"""
+#: Attempts kept in an endpoint's delivery log; older ones are dropped.
+DELIVERIES_KEPT = 1000
+PRUNE_DELIVERIES = f"""
+DELETE FROM webhook_deliveries WHERE webhook_id = $1 AND id <= (
+    SELECT id FROM webhook_deliveries WHERE webhook_id = $1
+    ORDER BY id DESC LIMIT 1 OFFSET {DELIVERIES_KEPT})
+"""
+DELIVERIES = f"""
+SELECT {DELIVERY_COLUMNS} FROM webhook_deliveries WHERE webhook_id = $1
+ORDER BY id DESC LIMIT $2
+"""
+# Pools whose occupancy the alerts watch: those with a threshold, and those with
+# an alert logged and not yet recovered; with their seats held.
+WATCHED_POOLS = f"""
+SELECT p.domain_id, p.id, p.name, p.seats, p.idle_logoff_s, p.alert_interval_s,
+       p.alert_threshold_pct, {", ".join("a." + c for c in ALERT_COLUMNS.split(", "))},
+       (SELECT count(*) FROM leases l
+        WHERE l.domain_id = p.domain_id AND l.pool = p.id) AS occupied
+FROM pools p LEFT JOIN pool_alerts a ON a.domain_id = p.domain_id AND a.pool = p.id
+WHERE p.alert_threshold_pct IS NOT NULL OR a.full_open = 1 OR a.near_open = 1
+"""
+ALERT_STATE = f"SELECT {ALERT_COLUMNS} FROM pool_alerts WHERE domain_id = $1 AND pool = $2"
+SET_ALERT_STATE = f"""
+INSERT INTO pool_alerts (domain_id, pool, {ALERT_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7)
+ON CONFLICT (domain_id, pool) DO UPDATE SET full_at = $3, full_open = $4, near_since = $5,
+    near_open = $6, clear_since = $7
+"""
 
 # Usage (presence.core.usage.History) reads a period by index, whatever came
 # before it. ``$n`` are the parameters (SQLite's ``?n``). The events that decide
@@ -144,11 +203,65 @@ def domain_values(d: Domain) -> tuple[Any, ...]:
 
 
 def pool(row: Row) -> Pool:
-    return Pool(row["domain_id"], row["id"], row["name"], row["seats"], row["idle_logoff_s"])
+    return Pool(
+        row["domain_id"], row["id"], row["name"], row["seats"], row["idle_logoff_s"],
+        row["alert_interval_s"], row["alert_threshold_pct"],
+    )  # fmt: skip
 
 
 def pool_values(p: Pool) -> tuple[Any, ...]:
-    return (p.domain_id, p.id, p.name, p.seats, p.idle_logoff_s)
+    return (
+        p.domain_id, p.id, p.name, p.seats, p.idle_logoff_s, p.alert_interval_s,
+        p.alert_threshold_pct,
+    )  # fmt: skip
+
+
+def alert_state(row: Row | None) -> AlertState:
+    """A pool's alert state from the columns of :data:`ALERT_COLUMNS` (``None``:
+    a pool that never alerted)."""
+    if row is None or row["full_open"] is None:  # None: no row joined
+        return AlertState()
+    return AlertState(
+        row["full_at"], bool(row["full_open"]), row["near_since"], bool(row["near_open"]),
+        row["clear_since"],
+    )  # fmt: skip
+
+
+def alert_values(a: AlertState) -> tuple[Any, ...]:
+    return (a.full_at, int(a.full_open), a.near_since, int(a.near_open), a.clear_since)
+
+
+def webhook(row: Row) -> Webhook:
+    events = row["events"]
+    return Webhook(
+        row["domain_id"], row["id"], row["url"],
+        None if events is None else frozenset(json.loads(events)),
+        row["description"], bool(row["enabled"]), row["secret"], row["created_at"],
+    )  # fmt: skip
+
+
+def webhook_values(w: Webhook) -> tuple[Any, ...]:
+    events = None if w.events is None else json.dumps(sorted(w.events))
+    return (w.domain_id, w.id, w.url, events, w.description, int(w.enabled), w.secret, w.created_at)
+
+
+def progress(row: Row) -> Progress:
+    return Progress(row["delivered_id"], row["attempts"], row["failing_since"], row["retry_at"])
+
+
+def progress_values(p: Progress) -> tuple[Any, ...]:
+    return (p.cursor, p.attempts, p.failing_since, p.retry_at)
+
+
+def delivery(row: Row) -> Delivery:
+    return Delivery(
+        row["webhook_id"], row["event_id"], row["attempt"], row["at"], row["status"],
+        row["error"], row["duration_ms"],
+    )  # fmt: skip
+
+
+def delivery_values(d: Delivery) -> tuple[Any, ...]:
+    return (d.webhook_id, d.event_id, d.attempt, d.at, d.status, d.error, d.duration_ms)
 
 
 def user(row: Row) -> User:
@@ -258,3 +371,99 @@ def token_values(t: Token) -> tuple[Any, ...]:
         t.id, t.role, t.domain_id, t.user_id, t.label, t.created_at, t.expires_at,
         t.last_used_at,
     )  # fmt: skip
+
+
+class SQLTx(Tx):
+    """What every SQL backend's transaction does with the same SQL: webhook
+    endpoints and their deliveries, and the pools' alert states. A backend
+    gives :meth:`_query` and :meth:`_run`, which take ``$n`` parameters."""
+
+    @abc.abstractmethod
+    async def _query(self, sql: str, *params: Any) -> list[Row]: ...
+    @abc.abstractmethod
+    async def _run(self, sql: str, *params: Any) -> int:
+        """Run a statement that writes; how many rows it changed."""
+
+    async def update_pool(self, pool: Pool) -> None:
+        await self._run(UPDATE_POOL, *pool_values(pool))
+
+    async def delete_pool(self, domain_id: str, pool_id: str) -> None:
+        for table, column in (("pools", "id"), ("pool_alerts", "pool")):
+            await self._run(
+                f"DELETE FROM {table} WHERE domain_id = $1 AND {column} = $2", domain_id, pool_id
+            )
+
+    async def webhooks(self, domain_id: str | None) -> list[tuple[Webhook, Progress]]:
+        where = "" if domain_id is None else "WHERE domain_id = $1"
+        found = await self._query(
+            f"SELECT {WEBHOOK_COLUMNS}, {PROGRESS_COLUMNS} FROM webhooks {where} "
+            "ORDER BY created_at, id",
+            *(() if domain_id is None else (domain_id,)),
+        )
+        return [(webhook(row), progress(row)) for row in found]
+
+    async def webhook(self, domain_id: str, webhook_id: str) -> tuple[Webhook, Progress] | None:
+        found = await self._query(
+            f"SELECT {WEBHOOK_COLUMNS}, {PROGRESS_COLUMNS} FROM webhooks "
+            "WHERE domain_id = $1 AND id = $2",
+            domain_id,
+            webhook_id,
+        )
+        return (webhook(found[0]), progress(found[0])) if found else None
+
+    async def insert_webhook(self, webhook: Webhook, progress: Progress) -> None:
+        await self._run(
+            f"INSERT INTO webhooks ({WEBHOOK_COLUMNS}, {PROGRESS_COLUMNS}) "
+            "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+            *webhook_values(webhook),
+            *progress_values(progress),
+        )
+
+    async def update_webhook(self, webhook: Webhook, progress: Progress) -> None:
+        await self._run(
+            "UPDATE webhooks SET url = $3, events = $4, description = $5, enabled = $6, "
+            "delivered_id = $7, attempts = $8, failing_since = $9, retry_at = $10 "
+            "WHERE domain_id = $1 AND id = $2",
+            *webhook_values(webhook)[:6],
+            *progress_values(progress),
+        )
+
+    async def delete_webhook(self, domain_id: str, webhook_id: str) -> None:
+        await self._run(
+            "DELETE FROM webhooks WHERE domain_id = $1 AND id = $2", domain_id, webhook_id
+        )
+        await self._run("DELETE FROM webhook_deliveries WHERE webhook_id = $1", webhook_id)
+
+    async def claim_webhooks(
+        self, node_id: str, now: float, ttl: float
+    ) -> list[tuple[str, str, float]]:
+        await self._run(CLAIM_WEBHOOKS, node_id, now, now + ttl, now + ttl * 2 / 3)
+        found = await self._query(CLAIMED_WEBHOOKS, node_id, now)
+        return [(row["domain_id"], row["id"], row["left_s"]) for row in found]
+
+    async def advance_webhook(self, webhook_id: str, node_id: str, progress: Progress) -> bool:
+        return await self._run(ADVANCE_WEBHOOK, webhook_id, node_id, *progress_values(progress)) > 0
+
+    async def add_delivery(self, delivery: Delivery) -> None:
+        await self._run(
+            f"INSERT INTO webhook_deliveries ({DELIVERY_COLUMNS}) "
+            "VALUES ($1, $2, $3, $4, $5, $6, $7)",
+            *delivery_values(delivery),
+        )
+        await self._run(PRUNE_DELIVERIES, delivery.webhook_id)
+
+    async def deliveries(self, webhook_id: str, limit: int) -> list[Delivery]:
+        return [delivery(row) for row in await self._query(DELIVERIES, webhook_id, limit)]
+
+    async def watched_pools(self) -> list[tuple[Pool, int, AlertState]]:
+        return [
+            (pool(row), row["occupied"], alert_state(row))
+            for row in await self._query(WATCHED_POOLS)
+        ]
+
+    async def alert_state(self, domain_id: str, pool_id: str) -> AlertState:
+        found = await self._query(ALERT_STATE, domain_id, pool_id)
+        return alert_state(found[0] if found else None)
+
+    async def set_alert_state(self, domain_id: str, pool_id: str, state: AlertState) -> None:
+        await self._run(SET_ALERT_STATE, domain_id, pool_id, *alert_values(state))

@@ -37,7 +37,6 @@ from .base import (
     StoredEvent,
     Token,
     TokenGrant,
-    Tx,
     UsagePeriod,
     check_deadline,
 )
@@ -89,12 +88,30 @@ CREATE INDEX IF NOT EXISTS queue_samples_by_time ON queue_samples (domain_id, at
 -- With email as well, the lookup reads the index alone, and the planner takes it
 -- over the unique index on (domain_id, email), which would read every address.
 CREATE INDEX IF NOT EXISTS users_by_email ON users (domain_id, lower(email), email);
+CREATE TABLE IF NOT EXISTS webhooks (
+    id TEXT PRIMARY KEY, domain_id TEXT NOT NULL, url TEXT NOT NULL, events TEXT,
+    description TEXT, enabled INTEGER NOT NULL, secret TEXT NOT NULL, created_at REAL NOT NULL,
+    delivered_id INTEGER NOT NULL, attempts INTEGER NOT NULL, failing_since REAL, retry_at REAL,
+    owner TEXT, claimed_until REAL NOT NULL DEFAULT 0);
+CREATE INDEX IF NOT EXISTS webhooks_by_domain ON webhooks (domain_id);
+CREATE TABLE IF NOT EXISTS webhook_deliveries (
+    id INTEGER PRIMARY KEY, webhook_id TEXT NOT NULL, event_id INTEGER NOT NULL,
+    attempt INTEGER NOT NULL, at REAL NOT NULL, status INTEGER, error TEXT,
+    duration_ms REAL NOT NULL);
+CREATE INDEX IF NOT EXISTS webhook_deliveries_by_webhook ON webhook_deliveries (webhook_id, id);
+CREATE TABLE IF NOT EXISTS pool_alerts (
+    domain_id TEXT NOT NULL, pool TEXT NOT NULL, full_at REAL, full_open INTEGER NOT NULL,
+    near_since REAL, near_open INTEGER NOT NULL, clear_since REAL,
+    PRIMARY KEY (domain_id, pool));
 {rows.USAGE_INDEXES}"""
-# Columns the tokens table gained after its first release: a file from before
-# gets them in place (each of its tokens an id), a new file the same way.
-TOKEN_COLUMNS_ADDED = {
-    "id": "TEXT", "label": "TEXT", "created_at": "REAL", "expires_at": "REAL",
-    "last_used_at": "REAL",
+# Columns tables gained after their first release: a file from before gets
+# them in place (each of its tokens an id), a new file the same way.
+COLUMNS_ADDED = {
+    "tokens": {
+        "id": "TEXT", "label": "TEXT", "created_at": "REAL", "expires_at": "REAL",
+        "last_used_at": "REAL",
+    },
+    "pools": {"alert_interval_s": "INTEGER NOT NULL DEFAULT 300", "alert_threshold_pct": "INTEGER"},
 }  # fmt: skip
 UPGRADE = """
 UPDATE tokens SET id = lower(hex(randomblob(16))) WHERE id IS NULL;
@@ -168,10 +185,11 @@ class SQLiteStore(Store):
             if "node_id" in _columns(db, "leases"):
                 db.executescript(UPGRADE_LEASES)
             db.executescript(SCHEMA)  # writes, so takes the file's lock until closed
-            columns = _columns(db, "tokens")
-            for column, kind in TOKEN_COLUMNS_ADDED.items():
-                if column not in columns:
-                    db.execute(f"ALTER TABLE tokens ADD COLUMN {column} {kind}")
+            for table, added in COLUMNS_ADDED.items():
+                columns = _columns(db, table)
+                for column, kind in added.items():
+                    if column not in columns:
+                        db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
             db.executescript(UPGRADE)
             # This node is the file's only user: what it held before a restart
             # is kept for lease_ttl from now, for its holders to reclaim. A
@@ -385,7 +403,7 @@ def _groups_of(lease: Lease) -> list[tuple[str, str, str]]:
     return groups
 
 
-class SQLiteTx(Tx):
+class SQLiteTx(rows.SQLTx):
     def __init__(self, db: sqlite3.Connection, live: LiveLeases, lease_ttl: float) -> None:
         self._db = db
         self._live = live
@@ -410,6 +428,13 @@ class SQLiteTx(Tx):
 
     async def _all(self, sql: str, params: Iterable[Any] = ()) -> list[sqlite3.Row]:
         return self._db.execute(sql, tuple(params)).fetchall()
+
+    async def _query(self, sql: str, *params: Any) -> list[rows.Row]:
+        return self._db.execute(_numbered(sql), params).fetchall()
+
+    async def _run(self, sql: str, *params: Any) -> int:
+        self.wrote = True
+        return self._db.execute(_numbered(sql), params).rowcount
 
     async def _one(self, sql: str, params: Iterable[Any] = ()) -> sqlite3.Row | None:
         row: sqlite3.Row | None = self._db.execute(sql, tuple(params)).fetchone()
@@ -456,16 +481,6 @@ class SQLiteTx(Tx):
 
     async def insert_pool(self, pool: Pool) -> None:
         await self._insert("pools", rows.POOL_COLUMNS, rows.pool_values(pool))
-
-    async def update_pool(self, pool: Pool) -> None:
-        await self.execute(
-            "UPDATE pools SET name = ?, seats = ?, idle_logoff_s = ? "
-            "WHERE domain_id = ? AND id = ?",
-            (pool.name, pool.seats, pool.idle_logoff_s, pool.domain_id, pool.id),
-        )
-
-    async def delete_pool(self, domain_id: str, pool_id: str) -> None:
-        await self.execute("DELETE FROM pools WHERE domain_id = ? AND id = ?", (domain_id, pool_id))
 
     async def users(self, domain_id: str) -> list[User]:
         found = await self._all(

@@ -23,6 +23,8 @@ from ..core.model import Domain, Pool
 from ..storage import EventQuery, TokenGrant
 from ..views import (
     CreatedTokenView,
+    CreatedWebhookView,
+    DeliveryView,
     DomainView,
     EventView,
     PoolView,
@@ -31,10 +33,12 @@ from ..views import (
     TokenView,
     UsageView,
     UserView,
+    WebhookView,
 )
 from . import openapi
 from .guard import authenticated
 from .models import (
+    DeliveriesQuery,
     DomainChanges,
     EventsQuery,
     LicenseBody,
@@ -43,10 +47,12 @@ from .models import (
     NewPool,
     NewUser,
     NewUserToken,
+    NewWebhook,
     Period,
     PoolChanges,
     Query,
     SeriesQuery,
+    WebhookChanges,
     license_of,
     parse_body,
     parse_id,
@@ -179,7 +185,10 @@ async def list_pools(c: Call) -> list[PoolView]:
 
 async def create_pool(c: Call) -> PoolView:
     b: NewPool = c.body
-    pool = Pool(c.domain, b.id, b.name, b.seats, b.idle_logoff_s)
+    pool = Pool(
+        c.domain, b.id, b.name, b.seats, b.idle_logoff_s, b.alert_interval_s,
+        b.alert_threshold_pct,
+    )  # fmt: skip
     return views.pool_view(*await c.admin.create_pool(c.who, pool))
 
 
@@ -213,6 +222,38 @@ async def put_license(c: Call) -> UserView:
 
 async def delete_user(c: Call) -> None:
     await c.admin.delete_user(c.who, c.domain, c.path["user"])
+
+
+# Webhooks.
+
+
+async def list_webhooks(c: Call) -> list[WebhookView]:
+    return [views.webhook_view(w) for w in await c.admin.webhooks(c.who, c.domain)]
+
+
+async def create_webhook(c: Call) -> CreatedWebhookView:
+    b: NewWebhook = c.body
+    events = None if b.events is None else frozenset(b.events)
+    webhook = await c.admin.create_webhook(c.who, c.domain, b.url, events, b.description)
+    return views.created_webhook_view(webhook)
+
+
+async def patch_webhook(c: Call) -> WebhookView:
+    changes: dict[str, Any] = dict(c.body)
+    if "events" in changes:
+        changes["events"] = None if changes["events"] is None else frozenset(changes["events"])
+    webhook = await c.admin.update_webhook(c.who, c.domain, c.path["webhook"], changes)
+    return views.webhook_view(webhook)
+
+
+async def delete_webhook(c: Call) -> None:
+    await c.admin.delete_webhook(c.who, c.domain, c.path["webhook"])
+
+
+async def deliveries(c: Call) -> list[DeliveryView]:
+    q: DeliveriesQuery = c.query
+    found = await c.admin.deliveries(c.who, c.domain, c.path["webhook"], q.limit)
+    return [views.delivery_view(d) for d in found]
 
 
 # Presence, events and usage.
@@ -269,7 +310,7 @@ OPERATIONS = [
     Operation("POST", D + "/pools", create_pool, "Create a seat pool (Enterprise plan).",
               PoolView, 201, NewPool, refusals=CHANGE),
     Operation("PATCH", D + "/pools/{pool}", patch_pool, "Rename, resize or change the idle "
-              "log-off of a pool.", PoolView, body=PoolChanges, refusals=CHANGE),
+              "log-off or alerts of a pool.", PoolView, body=PoolChanges, refusals=CHANGE),
     Operation("DELETE", D + "/pools/{pool}", delete_pool, "Delete a pool without users.",
               refusals=CHANGE),
     Operation("GET", D + "/users", list_users, "The users.", list[UserView]),
@@ -282,6 +323,17 @@ OPERATIONS = [
               "sessions and revoking their tokens."),
     Operation("POST", D + "/users/{user}/tokens", create_user_token, "Create a token with "
               "which devices log in as the user.", CreatedTokenView, 201, NewUserToken),
+    Operation("GET", D + "/webhooks", list_webhooks, "The webhook endpoints, never their "
+              "secrets.", list[WebhookView]),
+    Operation("POST", D + "/webhooks", create_webhook, "Register an endpoint for the events "
+              "logged from now on; its signing secret is shown this once.", CreatedWebhookView,
+              201, NewWebhook),
+    Operation("PATCH", D + "/webhooks/{webhook}", patch_webhook, "Change an endpoint; "
+              "enabling it again resumes delivery where it stopped.", WebhookView,
+              body=WebhookChanges),
+    Operation("DELETE", D + "/webhooks/{webhook}", delete_webhook, "Delete an endpoint."),
+    Operation("GET", D + "/webhooks/{webhook}/deliveries", deliveries, "An endpoint's latest "
+              "delivery attempts, newest first.", list[DeliveryView], query=DeliveriesQuery),
     Operation("GET", D + "/presence", presence, "Who holds which seat, and named users' "
               "devices, now.", PresenceView),
     Operation("DELETE", D + "/leases/{lease_id}", release_lease, "Release a seat or device: "

@@ -87,6 +87,43 @@ ExpiresIn = Annotated[
 ]
 
 
+AlertInterval = Annotated[
+    int,
+    Field(
+        ge=1,
+        le=86_400,
+        description="a whole number of seconds from 1 to 86400: how long a capacity "
+        "condition must last before it is alerted (and between pool_full alerts)",
+    ),
+    Integral,
+]
+AlertThreshold = Annotated[
+    int,
+    Field(
+        ge=1,
+        le=100,
+        description="a percentage from 1 to 100: pool_near_capacity once this share of "
+        "the seats stays occupied for alert_interval_s (null: no such alert)",
+    ),
+    Integral,
+]
+WebhookUrl = Annotated[
+    str,
+    StringConstraints(max_length=2000),
+    Field(
+        description="an https:// URL whose host resolves to public addresses only "
+        "(unless the server allows private ones)"
+    ),
+]
+EventTypes = Annotated[
+    list[EventType],
+    Field(min_length=1, max_length=100, description="event types to deliver (default: all)"),
+]
+Description = Annotated[
+    str, StringConstraints(max_length=500), Field(description="text of up to 500 characters")
+]
+
+
 class Body(BaseModel):
     model_config = ConfigDict(strict=True, extra="forbid", frozen=True)
 
@@ -116,6 +153,8 @@ class NewPool(Body):
         description=f"a whole number of seconds from 0 to {MAX_COUNT}: how long a seat "
         "may be held without a call before it is freed (0: for ever)",
     )
+    alert_interval_s: AlertInterval = 300
+    alert_threshold_pct: AlertThreshold | None = None
 
 
 @with_config(ConfigDict(strict=True, extra="forbid"))
@@ -123,6 +162,8 @@ class PoolChanges(TypedDict, total=False):
     name: Name
     seats: Count
     idle_logoff_s: Count
+    alert_interval_s: AlertInterval
+    alert_threshold_pct: AlertThreshold | None
 
 
 class NamedLicense(Body):
@@ -158,6 +199,20 @@ class NewUserToken(Body):
 
 class NewDomainToken(NewUserToken):
     role: Literal["admin", "wallboard"]
+
+
+class NewWebhook(Body):
+    url: WebhookUrl
+    events: EventTypes | None = None
+    description: Description | None = None
+
+
+@with_config(ConfigDict(strict=True, extra="forbid"))
+class WebhookChanges(TypedDict, total=False):
+    url: WebhookUrl
+    events: EventTypes | None
+    description: Description | None
+    enabled: bool
 
 
 # Query parameters arrive as text. Numbers are ASCII digits only: int() takes
@@ -222,6 +277,14 @@ class EventsQuery(Period):
     )
     user_id: Id | None = None
     pool: Id | None = None
+
+
+class DeliveriesQuery(Query):
+    limit: Annotated[
+        int,
+        Field(ge=1, le=1000, description="a whole number of attempts, 1 to 1000"),
+        Digits,
+    ] = 100
 
 
 Q = TypeVar("Q", bound="Query")

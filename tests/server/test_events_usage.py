@@ -81,13 +81,14 @@ async def test_a_scripted_session_logs_every_event_type(harness: Harness) -> Non
         if pool is None:
             expected.append((kind, member.id, device.id, None, None))
         else:
-            seat = None if kind == "seat_denied" else 1
+            seat = None if kind in ("seat_denied", "pool_full") else 1
             expected.append((kind, member.id, device.id, pool["id"], seat))
 
     a1 = await harness.login(ann)
     then("seat_granted", ann, a1)
     b1 = await harness.refused_login(bob, "seat_occupied")
     then("seat_denied", bob, b1)
+    then("pool_full", bob, b1)  # the capacity alert, logged with the denial
     await a1.call_start("c1")
     await a1.expect("call_started", call_id="c1")
     then("call_started", ann, a1)
