@@ -128,6 +128,26 @@ def _parser(defaults: Config) -> argparse.ArgumentParser:
         "(PRESENCE_AUTH_FAILURES_PER_MINUTE)",
     )
     serve.add_argument(
+        "--webhook-allow-private",
+        action="store_true",
+        default=defaults.webhook_allow_private,
+        help="let webhooks reach private, loopback and link-local addresses, and http:// "
+        "(PRESENCE_WEBHOOK_ALLOW_PRIVATE=1; on-premises and tests)",
+    )
+    serve.add_argument(
+        "--webhook-timeout",
+        type=float,
+        default=defaults.webhook_timeout,
+        help="seconds a webhook endpoint has to answer a delivery (PRESENCE_WEBHOOK_TIMEOUT)",
+    )
+    serve.add_argument(
+        "--webhook-retry-scale",
+        type=float,
+        default=defaults.webhook_retry_scale,
+        help="multiplies the webhook retry waits and the day before an endpoint is "
+        "disabled, for tests (PRESENCE_WEBHOOK_RETRY_SCALE)",
+    )
+    serve.add_argument(
         "--demo",
         action="store_true",
         help="create a demo domain if missing, print its wallboard URL, run simulated devices",
@@ -180,9 +200,16 @@ def _serve(args: argparse.Namespace, defaults: Config) -> None:
         allowed_origins=tuple(o.strip() for o in args.allowed_origins.split(",") if o.strip()),
         max_connections_per_address=args.max_connections_per_address,
         auth_failures_per_minute=args.auth_failures_per_minute,
+        webhook_allow_private=args.webhook_allow_private,
+        webhook_timeout=args.webhook_timeout,
+        webhook_retry_scale=args.webhook_retry_scale,
     )
-    if config.lease_ttl <= 0 or config.heartbeat_interval <= 0:
-        sys.exit("presence: --lease-ttl and --heartbeat-interval must be positive")
+    if min(config.lease_ttl, config.heartbeat_interval, config.webhook_timeout) <= 0:
+        sys.exit(
+            "presence: --lease-ttl, --heartbeat-interval and --webhook-timeout must be positive"
+        )
+    if config.webhook_retry_scale <= 0:
+        sys.exit("presence: --webhook-retry-scale must be positive")
     background: Background | None = None
     if args.demo:
         # The demo needs the admin token; a generated one is stored hashed, so make our

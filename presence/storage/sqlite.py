@@ -197,6 +197,8 @@ class SQLiteStore(Store):
             # connection), so the queues start empty, and their history says so.
             now = time.time()
             db.execute("UPDATE leases SET expires_at = ?", (now + lease_ttl,))
+            # Nor does any other node deliver webhooks: claim them again at once.
+            db.execute("UPDATE webhooks SET owner = NULL, claimed_until = 0")
             db.execute(
                 "INSERT INTO queue_samples (domain_id, pool, at, queued) "
                 "SELECT DISTINCT domain_id, pool, ?, 0 FROM waiters",

@@ -7,7 +7,7 @@ documented, the body conforming to its schema, schema-valid requests
 accepted (or refused by a licensing rule or a missing resource), and
 invalid ones refused. On top of its checks, every refused request must
 leave the state exactly as it was (every domain, pool, user, token,
-lease and event, before and after).
+webhook, lease and event, before and after).
 
 (The server's SQLite file is its own while it runs, so the state is read
 through the API as the server admin: every domain, and all of `acme`.)
@@ -40,7 +40,9 @@ from presence.web.api import DOCUMENT
 
 EXAMPLES = int(os.environ.get("SCHEMATHESIS_EXAMPLES", "10"))
 DOMAIN = "acme"
-STATE = ("/pools", "/users", "/tokens", "/presence", f"/events?before={2**62}&limit=1000")
+STATE = (
+    "/pools", "/users", "/tokens", "/webhooks", "/presence", f"/events?before={2**62}&limit=1000"
+)  # fmt: skip
 
 schema = schemathesis.openapi.from_dict(DOCUMENT)
 # Valid requests may still be refused by the licensing rules (409) or name a
@@ -71,6 +73,7 @@ class World:
             "pool": [p["id"] for p in self.api.get(f"{base}/pools").json()],
             "user": [u["id"] for u in self.api.get(f"{base}/users").json()],
             "token": [t["id"] for t in self.api.get(f"{base}/tokens").json()],
+            "webhook": [w["id"] for w in self.api.get(f"{base}/webhooks").json()],
         }
 
     def steer(self, case: Any) -> None:
@@ -105,6 +108,7 @@ class World:
 UNFORESEEABLE = {
     "license.pool": "a seat license naming a pool that does not exist",
     "step": "a usage series of more than 2,000 points",
+    "url": "a webhook URL whose host does not resolve, or not to public addresses only",
 }
 
 
@@ -153,6 +157,7 @@ def seed(api: httpx.Client) -> None:
         (f"{base}/users", user("b", "Bo", {"model": "seat", "pool": "desk"})),
         (f"{base}/users", user("c", "Cy", {"model": "none"})),
         (f"{base}/tokens", {"role": "wallboard", "label": "Lobby"}),
+        (f"{base}/webhooks", {"url": "https://93.184.215.14/hook", "events": ["pool_full"]}),
     ]  # fmt: skip
     for path, body in calls:
         response = api.post(path, json=body)
