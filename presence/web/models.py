@@ -341,8 +341,13 @@ def _bad_request(error: ValidationError, kind_of: Any) -> BadRequest:
     kind = first["type"]
     if kind == "json_invalid":
         return BadRequest("body", "The request body must be JSON.")
-    # A tagged union adds the tag to the path: license.seat.pool is license.pool.
-    path = [str(part) for part in first["loc"] if part not in ("named", "seat", "none")]
+    # A tagged union adds the tag to the path: license.seat.pool is license.pool;
+    # a list adds the index of the item at fault: events.1 is events.
+    path = [
+        str(part)
+        for part in first["loc"]
+        if part not in ("named", "seat", "none") and not isinstance(part, int)
+    ]
     if kind in ("union_tag_invalid", "union_tag_not_found"):
         field = ".".join([*path, "model"])
         return BadRequest(field, f'{field} must be "named", "seat" or "none".')

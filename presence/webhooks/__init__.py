@@ -119,8 +119,8 @@ class Deliverer:
         started = self.clock()
         async with self.store.transaction() as tx:
             now = await tx.now()
+            self._skew = now - time.time()
             held = await tx.claim_webhooks(self.store.node_id, now, self.config.lease_ttl)
-        self._skew = now - time.time()
         for domain_id, webhook_id, left in held:
             self._until[webhook_id] = started + left
             if webhook_id not in self._tasks:

@@ -48,7 +48,8 @@ async def test_the_document_is_public_valid_and_describes_every_route(harness: H
     assert served["openapi"] == "3.1.0"
     operations = {(m.upper(), p) for p, ops in served["paths"].items() for m in ops}
     assert ("GET", f"{API}/domains/{{domain}}/usage/series") in operations
-    assert len(operations) == 21
+    assert ("POST", f"{API}/domains/{{domain}}/webhooks") in operations
+    assert len(operations) == 26
     for path, ops in served["paths"].items():
         for method, op in ops.items():
             assert {"400", "401", "403", "404", "429", "503"} <= set(op["responses"]), (
@@ -67,6 +68,11 @@ async def test_the_document_is_public_valid_and_describes_every_route(harness: H
         ({"id": "desk", "name": " \u2003 ", "seats": 3}, "name"),
         ({"id": "desk", "name": "Desk", "seats": 3, "sets": 3}, "sets"),
         ({"id": "Desk", "name": "Desk", "seats": 3}, "id"),
+        ({"id": "desk", "name": "Desk", "seats": 3, "alert_interval_s": 0}, "alert_interval_s"),
+        (
+            {"id": "desk", "name": "Desk", "seats": 3, "alert_threshold_pct": 101},
+            "alert_threshold_pct",
+        ),
     ],
 )
 async def test_a_body_that_does_not_fit_names_its_field_and_changes_nothing(
@@ -84,4 +90,5 @@ async def test_a_whole_number_written_with_a_zero_fraction_is_a_whole_number(
     body = {"id": "desk", "name": "  Desk ", "seats": 3.0}
     assert ok(await harness.admin.post(domain.path("pools"), body), 201) == {
         "id": "desk", "name": "Desk", "seats": 3, "idle_logoff_s": 0, "occupied": 0,
+        "alert_interval_s": 300, "alert_threshold_pct": None,
     }  # fmt: skip
