@@ -36,6 +36,10 @@ const EVENTS = {
   named_login: ["grant", "login", "Online", seatIfAny],
   named_logout: ["release", "logout", "Offline", seatIfAny],
   token_revoked: ["warn", "shield", "Token revoked", () => ""],
+  pool_full: ["refused", "blocked", "Pool full", (e, pool) => pool],
+  pool_near_capacity: ["warn", "warning", "Near capacity", (e, pool) => pool],
+  pool_recovered: ["grant", "free", "Pool recovered", (e, pool) => pool],
+  webhook_disabled: ["refused", "offline", "Webhook disabled", () => "deliveries failed for a day"],
 };
 
 const $ = (id) => document.getElementById(id);
@@ -251,8 +255,9 @@ function addEvent(event) {
   setIcon(el.querySelector(".event-icon"), icon);
   el.querySelector(".event-label").textContent = label;
   const who = el.querySelector(".event-who");
-  who.textContent = nameOf(event.user_id);
-  if (!board.users.has(event.user_id)) who.dataset.user = event.user_id;
+  // Alerts about a pool or a webhook are nobody's.
+  who.textContent = event.user_id ? nameOf(event.user_id) : "";
+  if (event.user_id && !board.users.has(event.user_id)) who.dataset.user = event.user_id;
   el.querySelector(".event-where").textContent =
     where(event, board.poolNames.get(event.pool) ?? event.pool);
   const feed = $("feed");

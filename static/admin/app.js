@@ -14,10 +14,11 @@ import * as pools from "./pools.js";
 import * as tokens from "./tokens.js";
 import * as usage from "./usage.js";
 import * as users from "./users.js";
+import * as webhooks from "./webhooks.js";
 
 const TOKEN_KEY = "presence.admin.token";
 const DOMAIN_KEY = "presence.admin.domain";
-const SECTIONS = { users, pools, tokens, usage, events };
+const SECTIONS = { users, pools, tokens, usage, events, webhooks };
 
 // What every section shares: the API, who is signed in, the domain's data.
 export const ctx = {

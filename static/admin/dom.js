@@ -156,9 +156,9 @@ export function pager(nav, { page, pages, onPage, label = "Page" }) {
   );
 }
 
-// A one-time secret: shown in a read-only field with a copy button.
-export function secretBox(secret, { title, hint, link }) {
-  const input = h("input", { readonly: true, value: secret, class: "secret", spellcheck: "false", "aria-label": "Token" });
+// A one-time secret: shown in a read-only field (named `label`) with a copy button.
+export function secretBox(secret, { title, hint, link, label = "Token" }) {
+  const input = h("input", { readonly: true, value: secret, class: "secret", spellcheck: "false", "aria-label": label });
   const copied = h("span", { class: "copied", role: "status" });
   const copy = h("button", {
     type: "button",

@@ -134,13 +134,14 @@ async def test_pool_settings_resize_rename_and_refusals(
         await console.sign_in(token, domain.id)
         pools = await console.section("Pools")
         card = pools.locator(f'.pool[data-pool="{pool["id"]}"]')
+        # Alert settings appear only when the server's pools carry them.
+        has_alerts = "alert_interval_s" in pool
         await expect(card.locator(".pool-facts")).to_have_text(
             "2 seats · 1 member · no idle log-off"
+            + (" · near-capacity alert off" if has_alerts else "")
         )
-        # Alert settings appear only when the server's pools carry them.
         await card.get_by_role("button", name="Settings of pool Help desk").click()
         dialog = console.dialog()
-        has_alerts = "alert_interval_s" in pool
         await expect(dialog.get_by_label("Alert interval (s)")).to_have_count(int(has_alerts))
 
         await dialog.get_by_label("Seats", exact=True).fill("9")
@@ -152,6 +153,8 @@ async def test_pool_settings_resize_rename_and_refusals(
         await dialog.get_by_label("Seats", exact=True).fill("3")
         await dialog.get_by_label("Name", exact=True).fill("Front desk")
         await dialog.get_by_label("Idle log-off (seconds, 0 = off)").fill("900")
+        if has_alerts:
+            await dialog.get_by_label("Near-capacity alert at (%)").fill("80")
         await dialog.get_by_role("button", name="Save").click()
         await expect(dialog).to_be_hidden(timeout=SHOWN)
         changed = (await domain.pools())[pool["id"]]
@@ -160,8 +163,11 @@ async def test_pool_settings_resize_rename_and_refusals(
             3,
             900,
         )
+        assert changed.get("alert_threshold_pct") == (80 if has_alerts else None)
         await expect(card.locator(".seat-tile")).to_have_count(3, timeout=SHOWN)
         await expect(card.locator(".pool-facts")).to_contain_text("idle log-off after 15:00")
+        if has_alerts:
+            await expect(card.locator(".pool-facts")).to_contain_text("alert at 80%")
 
         # A pool with users cannot go.
         await card.get_by_role("button", name="Delete pool Front desk").click()
@@ -188,7 +194,7 @@ async def test_a_phone_shows_every_section_without_sideways_scrolling(
     async with Console.opened(browser, console_server.base_url, PHONE) as console:
         page = console.page
         await console.sign_in(console_server.admin_token, domain.id)
-        for name in ("Users", "Pools", "Tokens", "Usage", "Events"):
+        for name in ("Users", "Pools", "Tokens", "Usage", "Events", "Webhooks"):
             await console.section(name)
             if name == "Pools":
                 await expect(page.locator(".seat-tile .holder")).to_have_text("Mary Jackson")
