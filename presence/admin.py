@@ -15,7 +15,7 @@ import uuid
 from dataclasses import dataclass, replace
 from typing import Any
 
-from . import leases, notes
+from . import leases, notes, outbound
 from .core import rules, seats
 from .core.model import Domain, Event, Lease, License, Pool, User
 from .core.usage import PoolSeries, PoolUsage, point_count, series, usage
@@ -24,7 +24,6 @@ from .errors import BadRequest, Forbidden, NotFound, RuleViolation, Unauthorized
 from .storage import Delivery, EventQuery, Store, StoredEvent, Token, TokenGrant, Tx
 from .storage.base import read_history
 from .tokens import hash_token, new_token, new_webhook_secret
-from .webhooks import sender
 
 SERVER = TokenGrant("server")
 
@@ -407,8 +406,8 @@ class Admin:
         """:exc:`BadRequest` for a URL no webhook may have (it resolves the host:
         outside any transaction)."""
         try:
-            await sender.check(url, self._webhook_allow_private)
-        except sender.Unreachable as exc:
+            await outbound.check(url, outbound.webhook_policy(self._webhook_allow_private))
+        except outbound.Unreachable as exc:
             raise BadRequest("url", str(exc)) from None
 
 

@@ -34,7 +34,7 @@ from datetime import UTC, datetime
 
 from standardwebhooks.webhooks import Webhook as Signer
 
-from .. import leases, notes
+from .. import leases, notes, outbound
 from ..config import Config
 from ..core.model import Event
 from ..core.seats import Decisions
@@ -44,7 +44,6 @@ from ..metrics import METRICS
 from ..notes import Note
 from ..storage import Delivery, EventQuery, Store, StoredEvent, Tx
 from ..views import event_view
-from . import sender
 
 logger = logging.getLogger(__name__)
 
@@ -70,6 +69,7 @@ class Deliverer:
         self._until: dict[str, float] = {}  # endpoint: when its claim runs out (clock)
         self._claim_now = asyncio.Event()
         self._skew = 0.0  # the database's clock less this machine's
+        self._policy = outbound.webhook_policy(config.webhook_allow_private)
         store.subscribe(self.noted)
 
     async def noted(self, note: Note) -> None:
@@ -197,22 +197,23 @@ class Deliverer:
         sent_at = datetime.now(UTC)
         msg_id = str(stored.id)
         headers = {
+            "content-type": "application/json",
             "webhook-id": msg_id,
             "webhook-timestamp": str(int(sent_at.timestamp())),
             "webhook-signature": Signer(webhook.secret).sign(msg_id, sent_at, body),
         }
         at = self._now()
         timeout = min(self.config.webhook_timeout, self._left(webhook.id))
-        answer = await sender.post(
-            webhook.url, body.encode(), headers, timeout=timeout,
-            allow_private=self.config.webhook_allow_private,
+        answer = await outbound.request(
+            "POST", webhook.url, self._policy, timeout=timeout, body=body.encode(),
+            headers=headers,
         )  # fmt: skip
-        METRICS.webhook_deliveries.inc("delivered" if answer.delivered else "failed")
+        METRICS.webhook_deliveries.inc("delivered" if answer.ok else "failed")
         delivery = Delivery(
             webhook.id, stored.id, progress.attempts + 1, at, answer.status, answer.error,
             round(answer.duration * 1000, 1),
         )  # fmt: skip
-        if answer.delivered:
+        if answer.ok:
             after: Progress | None = progress.delivered(stored.id)
         else:
             after = progress.failed(at, self.config.webhook_retry_scale)

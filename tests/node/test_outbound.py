@@ -1,5 +1,6 @@
-"""One webhook POST (presence.webhooks.sender) against receivers on real sockets:
-what counts as delivered, what is refused before any connection, and bounds."""
+"""One outgoing request (presence.outbound), as webhooks send them, against
+receivers on real sockets: what counts as delivered, what is refused before
+any connection, and bounds."""
 
 from __future__ import annotations
 
@@ -9,7 +10,8 @@ from contextlib import asynccontextmanager
 
 import pytest
 
-from presence.webhooks import sender
+from presence import outbound
+from presence.outbound import webhook_policy
 
 Answerer = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
 
@@ -51,17 +53,17 @@ def answering(status: str, body: bytes = b"", headers: str = "") -> Answerer:
     return answer
 
 
-async def post(port: int, *, timeout: float = 5.0, allow_private: bool = True) -> sender.Answer:
-    return await sender.post(
-        f"http://127.0.0.1:{port}/hook?x=1", b'{"a": 1}', {"webhook-id": "7"},
-        timeout=timeout, allow_private=allow_private,
+async def post(port: int, *, timeout: float = 5.0) -> outbound.Answer:
+    return await outbound.request(
+        "POST", f"http://127.0.0.1:{port}/hook?x=1", webhook_policy(True), timeout=timeout,
+        body=b'{"a": 1}', headers={"webhook-id": "7", "content-type": "application/json"},
     )  # fmt: skip
 
 
 async def test_a_2xx_delivers_and_the_request_carries_body_and_headers() -> None:
     async with receiver(answering("204 No Content")) as (port, requests):
         answer = await post(port)
-    assert (answer.status, answer.error, answer.delivered) == (204, None, True)
+    assert (answer.status, answer.error, answer.ok) == (204, None, True)
     (request,) = requests
     assert request.startswith(b"POST /hook?x=1 HTTP/1.1\r\n")
     assert b"webhook-id: 7\r\n" in request and b"content-type: application/json\r\n" in request
@@ -71,8 +73,8 @@ async def test_a_2xx_delivers_and_the_request_carries_body_and_headers() -> None
 async def test_an_error_status_fails_with_the_start_of_its_body() -> None:
     async with receiver(answering("500 Oops", b"x" * 10_000)) as (port, _):
         answer = await post(port)
-    assert answer.status == 500 and not answer.delivered
-    assert answer.error == "HTTP 500: " + "x" * sender.SHOWN
+    assert answer.status == 500 and not answer.ok
+    assert answer.error == "HTTP 500: " + "x" * outbound.SHOWN
 
 
 async def test_a_redirect_is_not_followed() -> None:
@@ -107,8 +109,8 @@ async def test_a_closed_port_fails_with_the_reason() -> None:
 @pytest.mark.parametrize("host", ["127.0.0.1", "localhost", "[::ffff:127.0.0.1]", "2130706433"])
 async def test_private_targets_are_refused_before_any_connection(host: str) -> None:
     async with receiver(answering("200 OK")) as (port, requests):
-        answer = await sender.post(
-            f"https://{host}:{port}/", b"{}", {}, timeout=5.0, allow_private=False
+        answer = await outbound.request(
+            "POST", f"https://{host}:{port}/", webhook_policy(False), timeout=5.0, body=b"{}"
         )
     assert answer.status is None and answer.error is not None
     assert "non-public address" in answer.error
@@ -127,9 +129,9 @@ async def test_private_targets_are_refused_before_any_connection(host: str) -> N
     ],
 )
 async def test_urls_no_webhook_may_have(url: str, words: str) -> None:
-    with pytest.raises(sender.Unreachable, match=words):
-        await sender.check(url, allow_private=False)
+    with pytest.raises(outbound.Unreachable, match=words):
+        await outbound.check(url, webhook_policy(False))
 
 
 async def test_a_public_address_passes_the_check_without_a_connection() -> None:
-    await sender.check("https://93.184.215.14/hook", allow_private=False)
+    await outbound.check("https://93.184.215.14/hook", webhook_policy(False))
