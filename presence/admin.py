@@ -17,7 +17,7 @@ from typing import Any
 
 from . import leases, notes, outbound
 from .core import rules, seats
-from .core.model import Domain, Event, Lease, License, Pool, User
+from .core.model import Domain, Event, Identity, Lease, License, Pool, User
 from .core.usage import PoolSeries, PoolUsage, point_count, series, usage
 from .core.webhooks import Progress, Webhook
 from .errors import BadRequest, Forbidden, NotFound, RuleViolation, Unauthorized
@@ -48,11 +48,16 @@ class Admin:
     """The admin operations over one store, for callers holding a token."""
 
     def __init__(
-        self, store: Store, admin_token: str | None, webhook_allow_private: bool = False
+        self,
+        store: Store,
+        admin_token: str | None,
+        webhook_allow_private: bool = False,
+        oidc_allow_http: bool = False,
     ) -> None:
         self.store = store
         self._admin_token = admin_token
         self._webhook_allow_private = webhook_allow_private
+        self._issuers = outbound.Policy(allow_http=oidc_allow_http, allow_private=True)
 
     async def ensure_server_token(self) -> str | None:
         """Bring the stored server admin tokens in line with the configuration;
@@ -214,6 +219,14 @@ class Admin:
                     "pool_not_empty",
                     f"Pool {pool_id!r} still has {len(members)} users; move them first.",
                 )
+            identity = await tx.identity(domain_id)
+            if identity is not None and identity.provision is not None:
+                if identity.provision.pool == pool_id:
+                    raise RuleViolation(
+                        "pool_not_empty",
+                        f"Users signing in with the identity provider are put in pool "
+                        f"{pool_id!r}; change the identity's provision first.",
+                    )
             await tx.delete_pool(domain_id, pool_id)
             tx.notify(notes.PoolChanged(domain_id, pool_id))
 
@@ -232,7 +245,7 @@ class Admin:
             if await tx.email_taken(domain_id, email):
                 raise RuleViolation("email_taken", f"{email} already has a user.")
             user = User(domain_id, uuid.uuid4().hex, email, name, license)
-            await _check_license(tx, domain, None, user)
+            await leases.check_license(tx, domain, None, user)
             await tx.insert_user(user)
             return user
 
@@ -245,7 +258,7 @@ class Admin:
             if user.license == license:
                 return user
             changed = replace(user, license=license)
-            await _check_license(tx, domain, user, changed)
+            await leases.check_license(tx, domain, user, changed)
             now = await tx.now()
             # Every change is logged once: ending a seat logs it with the seat;
             # otherwise (named devices, or no live session) it is logged here.
@@ -338,6 +351,36 @@ class Admin:
             period = await tx.usage_period(domain_id, start, end)
         history = await read_history(period, self.store.transaction)
         return await asyncio.to_thread(series, pools, history, start, end, step)
+
+    # The identity provider.
+
+    async def identity(self, who: TokenGrant, domain_id: str) -> Identity:
+        async with self.store.transaction(domain_id) as tx:
+            await _domain(tx, who, domain_id, "admin")
+            identity = await tx.identity(domain_id)
+        if identity is None:
+            raise NotFound(f"Domain {domain_id!r} has no identity provider.")
+        return identity
+
+    async def set_identity(self, who: TokenGrant, identity: Identity) -> Identity:
+        """Set the domain's identity provider (its issuer is checked, not fetched)."""
+        try:
+            outbound.target(identity.issuer, self._issuers)
+        except outbound.Unreachable as exc:
+            raise BadRequest("issuer", str(exc)) from None
+        async with self.store.transaction(identity.domain_id) as tx:
+            domain = await _domain(tx, who, identity.domain_id, "admin")
+            if identity.provision is not None:
+                pools = await tx.pools(domain.id)
+                rules.check_license(domain, identity.provision, pools, field="provision")
+            await tx.set_identity(identity)
+            return identity
+
+    async def delete_identity(self, who: TokenGrant, domain_id: str) -> None:
+        async with self.store.transaction(domain_id) as tx:
+            await _domain(tx, who, domain_id, "admin")
+            if not await tx.delete_identity(domain_id):
+                raise NotFound(f"Domain {domain_id!r} has no identity provider.")
 
     # Webhook endpoints.
 
@@ -471,15 +514,3 @@ def _find_pool(pools: list[Pool], pool_id: str) -> Pool:
         if pool.id == pool_id:
             return pool
     raise NotFound(f"There is no pool {pool_id!r}.")
-
-
-async def _check_license(tx: Tx, domain: Domain, before: User | None, after: User) -> None:
-    """Check a user's new license (``before``: ``None`` for a new user) against the domain."""
-    pools = await tx.pools(domain.id)
-    rules.check_license(domain, after.license, pools)
-    named = await tx.named_users(domain.id)
-    if before is not None and before.license.model == "named":
-        named -= 1
-    if after.license.model == "named":
-        named += 1
-    rules.check_domain(domain, pools, named)

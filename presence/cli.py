@@ -148,6 +148,12 @@ def _parser(defaults: Config) -> argparse.ArgumentParser:
         "disabled, for tests (PRESENCE_WEBHOOK_RETRY_SCALE)",
     )
     serve.add_argument(
+        "--oidc-allow-http",
+        action="store_true",
+        default=defaults.oidc_allow_http,
+        help="accept http:// identity provider issuers (PRESENCE_OIDC_ALLOW_HTTP=1; tests)",
+    )
+    serve.add_argument(
         "--demo",
         action="store_true",
         help="create a demo domain if missing, print its wallboard URL, run simulated devices",
@@ -203,6 +209,7 @@ def _serve(args: argparse.Namespace, defaults: Config) -> None:
         webhook_allow_private=args.webhook_allow_private,
         webhook_timeout=args.webhook_timeout,
         webhook_retry_scale=args.webhook_retry_scale,
+        oidc_allow_http=args.oidc_allow_http,
     )
     if min(config.lease_ttl, config.heartbeat_interval, config.webhook_timeout) <= 0:
         sys.exit(

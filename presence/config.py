@@ -29,6 +29,7 @@ class Config:
     webhook_allow_private: bool = False
     webhook_timeout: float = 10.0
     webhook_retry_scale: float = 1.0
+    oidc_allow_http: bool = False
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] = os.environ) -> Config:
@@ -51,6 +52,7 @@ class Config:
             webhook_allow_private=env.get("PRESENCE_WEBHOOK_ALLOW_PRIVATE", "") in ("1", "true"),
             webhook_timeout=float(env.get("PRESENCE_WEBHOOK_TIMEOUT", "10")),
             webhook_retry_scale=float(env.get("PRESENCE_WEBHOOK_RETRY_SCALE", "1")),
+            oidc_allow_http=env.get("PRESENCE_OIDC_ALLOW_HTTP", "") in ("1", "true"),
         )
 
 

@@ -10,11 +10,12 @@ end or to welcome).
 
 from __future__ import annotations
 
+import uuid
 from dataclasses import dataclass
 
 from . import notes
-from .core import alerts, seats
-from .core.model import Event, Lease, Pool, QueueSample, User
+from .core import alerts, rules, seats
+from .core.model import Domain, Event, Identity, Lease, Pool, QueueSample, User
 from .core.seats import Decisions, Dequeued, Ended, Enqueued, Granted, PoolBook, Refusal, Updated
 from .metrics import METRICS
 from .storage import StoredEvent, Tx
@@ -127,6 +128,35 @@ def queue_lengths(domain_id: str, decisions: Decisions) -> list[QueueSample]:
             samples.append(longest[pool])
         samples.append(last[pool])
     return samples
+
+
+async def check_license(tx: Tx, domain: Domain, before: User | None, after: User) -> None:
+    """Check a user's new license (``before``: ``None`` for a new user) against
+    the domain's rules (:mod:`presence.core.rules`); :exc:`RuleViolation` if it breaks one."""
+    pools = await tx.pools(domain.id)
+    rules.check_license(domain, after.license, pools)
+    named = await tx.named_users(domain.id)
+    if before is not None and before.license.model == "named":
+        named -= 1
+    if after.license.model == "named":
+        named += 1
+    rules.check_domain(domain, pools, named)
+
+
+async def provision(tx: Tx, identity: Identity, email: str, name: str) -> User:
+    """The domain's user with this e-mail address, created with the identity's
+    ``provision`` license if there is none (:exc:`RuleViolation` if the rules
+    refuse it); call in the domain's transaction, so that it is created once."""
+    assert identity.provision is not None
+    user = await tx.user_by_email(identity.domain_id, email)
+    if user is not None:
+        return user
+    domain = await tx.domain(identity.domain_id)
+    assert domain is not None  # domains are never deleted
+    user = User(identity.domain_id, uuid.uuid4().hex, email, name, identity.provision)
+    await check_license(tx, domain, None, user)
+    await tx.insert_user(user)
+    return user
 
 
 async def used_pool(tx: Tx, domain_id: str, pool_id: str) -> Pool:

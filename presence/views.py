@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, Literal, NotRequired, cast, get_args
 # typing_extensions' TypedDict.
 from typing_extensions import TypedDict
 
-from .core.model import Domain, Lease, License, Plan, Pool, User
+from .core.model import Domain, Identity, Lease, License, Plan, Pool, User
 from .core.seats import PoolBook
 from .core.usage import PoolUsage
 from .core.webhooks import Webhook
@@ -64,6 +64,13 @@ class UserView(TypedDict):
     email: str
     name: str
     license: LicenseView
+
+
+class IdentityView(TypedDict):
+    issuer: str
+    audience: str
+    email_claim: str
+    provision: LicenseView | None
 
 
 class Person(TypedDict):
@@ -287,6 +294,15 @@ def created_token_view(t: Token, secret: str) -> CreatedTokenView:
         "label": t.label,
         "created_at": _time(t.created_at),
         "expires_at": _time(t.expires_at),
+    }
+
+
+def identity_view(i: Identity) -> IdentityView:
+    return {
+        "issuer": i.issuer,
+        "audience": i.audience,
+        "email_claim": i.email_claim,
+        "provision": None if i.provision is None else license_view(i.provision),
     }
 
 

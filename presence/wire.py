@@ -29,10 +29,15 @@ class BadMessage(Exception):
 
 @dataclass(frozen=True, slots=True)
 class Hello:
+    """``token``, or for federated login ``domain`` and ``id_token`` (``token`` is
+    then empty)."""
+
     token: str
     device: Device
     takeover: bool = False
     queue: bool = False
+    domain: str | None = None
+    id_token: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,13 +74,16 @@ def parse(frame: str | bytes) -> ClientMessage:
     data = parse_object(frame)
     kind = data.get("type")
     if kind == "hello":
-        token = data.get("token")
+        # A token that cannot be one is refused as unauthorized, like a wrong one.
+        token, domain, id_token = (_credential(data, k) for k in ("token", "domain", "id_token"))
+        federated = "id_token" in data and "token" not in data
         return Hello(
-            # A token that cannot be one is refused as unauthorized, like a wrong one.
-            token=token if isinstance(token, str) and is_text(token) else "",
+            token=token or "",
             device=_device(data.get("device")),
             takeover=_flag(data, "takeover"),
             queue=_flag(data, "queue"),
+            domain=(domain or "") if federated else None,
+            id_token=(id_token or "") if federated else None,
         )
     if kind == "acquire":
         return Acquire(takeover=_flag(data, "takeover"), queue=_flag(data, "queue"))
@@ -93,6 +101,11 @@ def parse(frame: str | bytes) -> ClientMessage:
     if kind == "logout":
         return Logout()
     raise BadMessage(f"Unknown message type {str(kind)[:64]!r}.")
+
+
+def _credential(data: dict[str, Any], key: str) -> str | None:
+    value = data.get(key)
+    return value if isinstance(value, str) and is_text(value) else None
 
 
 def parse_object(frame: str | bytes) -> dict[str, Any]:

@@ -10,6 +10,10 @@
         async for message in client.messages():
             ...
 
+A domain that signs in with its identity provider (OpenID Connect) gives
+``domain="acme", get_id_token=fetch_id_token`` (or ``id_token="eyJ..."``)
+instead of ``token``: the callable is awaited before each connection.
+
 After :meth:`Client.start` the client keeps the login by itself
 (docs/clients.md): it sends the heartbeats at the interval the server asks for,
 notices a connection that died (closed, or silent for a heartbeat interval

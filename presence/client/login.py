@@ -95,8 +95,14 @@ class Client:
     """One device's login to a presence server, kept through drops and restarts.
 
     ``url`` is the device endpoint, ``ws://host:port/ws/device`` (or
-    ``wss://``). Give ``token``, or ``get_token``: an async callable returning
-    one, called before each connection. ``device_id`` must stay the same
+    ``wss://``). Sign in one way: ``token``, or ``get_token`` (an async
+    callable returning one); or, for a domain that signs in with its identity
+    provider, ``domain`` (its id) with ``id_token`` (an OpenID Connect ID
+    token) or ``get_id_token`` (an async callable returning one). A callable
+    is awaited before each connection, the first and every reconnection, so
+    that each sends a fresh token; if it raises, that attempt failed: before
+    any server answered, ``start()`` raises its exception, later the client
+    waits with the backoff and asks again. ``device_id`` must stay the same
     across the device's restarts: it is how the server gives the device its
     seat back. ``queue=True`` waits in the pool's queue when no seat is free;
     ``takeover=True`` moves the user's seat from another device to this one.
@@ -107,7 +113,8 @@ class Client:
     ``True`` for the environment's proxy settings, ``None`` for none, or a
     proxy's URL.
 
-    Raises :exc:`ValueError` for a device the server would refuse.
+    Raises :exc:`ValueError` for a device the server would refuse, and unless
+    exactly one way of signing in is given.
     """
 
     def __init__(
@@ -116,6 +123,9 @@ class Client:
         *,
         token: str | None = None,
         get_token: Callable[[], Awaitable[str]] | None = None,
+        domain: str | None = None,
+        id_token: str | None = None,
+        get_id_token: Callable[[], Awaitable[str]] | None = None,
         device_id: str,
         kind: str,
         name: str | None = None,
@@ -126,8 +136,14 @@ class Client:
         timeout: float = 10.0,
         proxy: str | Literal[True] | None = True,
     ) -> None:
-        if (token is None) == (get_token is None):
-            raise ValueError("give either token or get_token")
+        ways = (token, get_token, id_token, get_id_token)
+        if sum(way is not None for way in ways) != 1:
+            raise ValueError("give one of token, get_token, id_token and get_id_token")
+        federated = id_token is not None or get_id_token is not None
+        if federated and not (isinstance(domain, str) and domain):
+            raise ValueError("id_token and get_id_token need the domain's id as domain")
+        if not federated and domain is not None:
+            raise ValueError("domain goes with id_token or get_id_token, not a presence token")
         if not 0 <= first_delay <= max_delay or timeout <= 0:
             raise ValueError("need 0 <= first_delay <= max_delay and timeout > 0")
         self.device: Message = {"id": device_id, "kind": kind}
@@ -143,8 +159,9 @@ class Client:
         self.first_delay = first_delay
         self.max_delay = max_delay
         self.timeout = timeout
-        self._token = token
-        self._get_token = get_token
+        self._domain = domain  # set for an ID token, which then stands where a token would
+        self._token = token if token is not None else id_token
+        self._get_token = get_token if get_token is not None else get_id_token
         self._proxy = proxy
         self._state = State.IDLE
         self._license: Message | None = None
@@ -176,7 +193,8 @@ class Client:
         Raises :exc:`LoginRefused`, after which the client is stopped; with
         ``queue=True`` it waits in the queue instead of ``seat_occupied``.
         Raises :exc:`ConnectionFailed` or :exc:`ProtocolViolation` when the URL
-        leads to no presence server; ``unavailable`` is waited out.
+        leads to no presence server, and what ``get_token`` or ``get_id_token``
+        raised; ``unavailable`` is waited out.
         """
         if self._state is not State.IDLE:
             raise RuntimeError("start() is called once, before stop()")
@@ -294,7 +312,7 @@ class Client:
         except LoginRefused as exc:
             final = exc.as_message()
             self._settle_start(exc)
-        except Exception as exc:  # start() failed, or get_token did
+        except Exception as exc:  # start() failed, or a token callable did
             if self._started.is_set():
                 logger.exception("%s: the client failed", self.device["id"])
             self._settle_start(exc)
@@ -305,7 +323,7 @@ class Client:
         """Connect, and again after each loss, until stopped; the message of a final end."""
         while True:
             try:
-                token = self._token if self._get_token is None else await self._get_token()
+                credentials = await self._credentials()
                 conn = await Connection.open(self.url, self.device["id"], self.timeout, self._proxy)
             except Exception as exc:
                 if not self._reached:
@@ -314,7 +332,7 @@ class Client:
             else:
                 self._conn = conn
                 try:
-                    final = await self._serve(conn, token)
+                    final = await self._serve(conn, credentials)
                 finally:
                     self._conn = None
                     with contextlib.suppress(Exception):
@@ -333,10 +351,20 @@ class Client:
             await asyncio.sleep(delay)
             self._state = State.CONNECTING
 
-    async def _serve(self, conn: Connection, token: str | None) -> Message | None:
+    async def _credentials(self) -> Message:
+        """What ``hello`` signs in with: ``token``, or ``domain`` and ``id_token``;
+        from the callable, if one was given, asked again for each connection."""
+        secret = self._token if self._get_token is None else await self._get_token()
+        if not isinstance(secret, str):
+            raise TypeError(f"the token callable returned {type(secret).__name__}, not str")
+        if self._domain is None:
+            return {"token": secret}
+        return {"domain": self._domain, "id_token": secret}
+
+    async def _serve(self, conn: Connection, credentials: Message) -> Message | None:
         """Log in on ``conn`` and follow it to its end; the message of a final end,
         or None when the connection was lost."""
-        hello: Message = {"type": "hello", "token": token, "device": self.device}
+        hello: Message = {"type": "hello", **credentials, "device": self.device}
         hello.update(queue=self.queue, takeover=self.takeover)
         try:
             async with asyncio.timeout(self.timeout) as answering:

@@ -43,6 +43,20 @@ class License:
 
 
 @dataclass(frozen=True, slots=True)
+class Identity:
+    """A domain's identity provider (OpenID Connect): ID tokens from ``issuer``
+    for ``audience`` sign its users in by the e-mail address in ``email_claim``;
+    ``provision`` is the license of users created at their first sign-in
+    (``None``: no user is created)."""
+
+    domain_id: str
+    issuer: str
+    audience: str
+    email_claim: str = "email"
+    provision: License | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class User:
     domain_id: str
     id: str

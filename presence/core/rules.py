@@ -40,8 +40,11 @@ def check_domain(domain: Domain, pools: Sequence[Pool], named_users: int) -> Non
         )
 
 
-def check_license(domain: Domain, license: License, pools: Sequence[Pool]) -> None:
-    """Raise if a seat license is given outside enterprise or names no pool."""
+def check_license(
+    domain: Domain, license: License, pools: Sequence[Pool], field: str = "license"
+) -> None:
+    """Raise if a seat license is given outside enterprise or names no pool
+    (:exc:`BadRequest` on ``field``'s pool)."""
     if license.model != "seat":
         return
     if domain.plan != "enterprise":
@@ -50,4 +53,4 @@ def check_license(domain: Domain, license: License, pools: Sequence[Pool]) -> No
             f"Seat licenses need the enterprise plan; {domain.name} is on {domain.plan}.",
         )
     if all(pool.id != license.pool for pool in pools):
-        raise BadRequest("license.pool", f"There is no pool {license.pool!r}.")
+        raise BadRequest(f"{field}.pool", f"There is no pool {license.pool!r}.")

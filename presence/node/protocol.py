@@ -17,13 +17,15 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable
+from typing import Any
 
 from .. import leases, wire
 from ..config import Config
 from ..core import seats
-from ..core.model import Lease, Pool
+from ..core.model import Identity, Lease, Pool, User
 from ..core.seats import Decisions, Enqueued, Granted, Refusal, Request
-from ..errors import Overloaded, StorageError
+from ..errors import Overloaded, RuleViolation, StorageError
+from ..identity import SignInRefused, Verifier
 from ..metrics import METRICS
 from ..storage import Store, Tx
 from ..tokens import hash_token
@@ -57,6 +59,7 @@ class DeviceProtocol:
         self.stopping = False
         self.unreleased: dict[Session, str] = {}  # ending while the database was away
         self.revocations = 0  # token revocations heard; see _hello
+        self.verifier = Verifier(config.oidc_allow_http, clock)
         self._releasing: set[asyncio.Task[None]] = set()
 
     def open_session(self, link: Link) -> Session:
@@ -68,15 +71,32 @@ class DeviceProtocol:
         """Authenticate a session and log it in.
 
         ``judged`` is called once the token is judged, with whether it was refused.
+        An ID token is verified before the login is admitted: a login that waits
+        for its identity provider's keys holds up no other.
         """
         session.last_seen = started = self.clock()
         try:
+            signed_in = None if message.id_token is None else await self._verify(message)
             with self.logins.admit(started) as deadline:
-                await self._hello(session, message, deadline, judged)
+                await self._hello(session, message, deadline, judged, signed_in)
+        except SignInRefused as exc:
+            judged(True)
+            session.refuse_login(4401, wire.error_frame("unauthorized", str(exc)))
         except Overloaded as exc:  # before its decision began: it holds nothing
             session.turn_away(wire.error_frame(exc.code, exc.message))
         finally:
             METRICS.login_seconds.observe(self.clock() - started)
+
+    async def _verify(self, message: wire.Hello) -> tuple[Identity, dict[str, Any]]:
+        """The identity provider of the hello's domain, and the ID token's claims."""
+        assert message.domain is not None and message.id_token is not None
+        async with self.store.transaction() as tx:
+            identity = await tx.identity(message.domain) if message.domain else None
+        if identity is None:
+            raise SignInRefused(
+                f"Domain {message.domain[:64]!r} does not sign in with an identity provider."
+            )
+        return identity, await self.verifier.verify(identity, message.id_token)
 
     async def _hello(
         self,
@@ -84,20 +104,31 @@ class DeviceProtocol:
         message: wire.Hello,
         deadline: float | None,
         judged: Callable[[bool], None],
+        signed_in: tuple[Identity, dict[str, Any]] | None,
     ) -> None:
         arrived = session.last_seen
-        while True:
-            heard = self.revocations
-            async with self.store.transaction(deadline=deadline) as tx:
-                grant = await tx.use_token(hash_token(message.token))
-                user = None
-                if grant is not None and grant.role == "user" and grant.domain_id and grant.user_id:
-                    user = await tx.user(grant.domain_id, grant.user_id)
-            # A revocation heard meanwhile may be of this token, and found no
-            # session of it to end: check again. From here to authenticating,
-            # nothing awaits.
-            if self.revocations == heard:
-                break
+        token_id = None
+        if signed_in is not None:
+            try:
+                user: User | None = await self._signed_in_user(*signed_in, deadline)
+            except RuleViolation as exc:  # provisioning refused by a licensing rule
+                judged(False)
+                session.refuse_login(4403, wire.error_frame(exc.code, exc.message))
+                return
+        else:
+            while True:
+                heard = self.revocations
+                async with self.store.transaction(deadline=deadline) as tx:
+                    grant = await tx.use_token(hash_token(message.token))
+                    user = None
+                    if grant and grant.role == "user" and grant.domain_id and grant.user_id:
+                        user = await tx.user(grant.domain_id, grant.user_id)
+                # A revocation heard meanwhile may be of this token, and found no
+                # session of it to end: check again. From here to authenticating,
+                # nothing awaits.
+                if self.revocations == heard:
+                    break
+            token_id = grant.token_id if grant is not None else None
         judged(user is None)
         if user is None:
             text = "The token is missing or not valid."
@@ -110,14 +141,33 @@ class DeviceProtocol:
             session.refuse_login(1001, wire.error_frame("unavailable", "The server is stopping."))
         elif not session.link.gone:
             with self.decisions.admit(arrived, user.domain_id) as deadline:
-                assert grant is not None
-                session.authenticate(user, message.device, grant.token_id)
+                session.authenticate(user, message.device, token_id)
                 try:
                     await self._login(session, message.takeover, message.queue, deadline)
                 except Overloaded:
                     raise
                 except StorageError as exc:
                     await session.error(exc.code, exc.message)
+
+    async def _signed_in_user(
+        self, identity: Identity, claims: dict[str, Any], deadline: float | None
+    ) -> User:
+        """The domain's user with the ID token's e-mail address, created if the
+        identity provisions users; :exc:`SignInRefused` if there is none."""
+        email = claims[identity.email_claim]
+        async with self.store.transaction(deadline=deadline) as tx:
+            user = await tx.user_by_email(identity.domain_id, email)
+        if user is not None:
+            return user
+        if identity.provision is None:
+            raise SignInRefused(
+                f"No user of domain {identity.domain_id!r} has the e-mail address {email[:254]!r}."
+            )
+        name = claims.get("name")
+        if not (isinstance(name, str) and wire.is_text(name) and 0 < len(name.strip()) <= 200):
+            name = email
+        async with self.store.transaction(identity.domain_id, deadline=deadline) as tx:
+            return await leases.provision(tx, identity, email[:254], name.strip())
 
     async def acquire(self, session: Session, takeover: bool, queue: bool) -> None:
         """Log in again on a session holding nothing; it stays open whatever the answer."""

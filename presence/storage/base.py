@@ -27,7 +27,7 @@ from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 
 from ..core.alerts import AlertState
-from ..core.model import Domain, Event, Lease, Pool, User, Waiter
+from ..core.model import Domain, Event, Identity, Lease, Pool, User, Waiter
 from ..core.usage import EventRow, History, PoolState, SampleRow
 from ..core.webhooks import Progress, Webhook
 from ..errors import Overloaded
@@ -168,6 +168,10 @@ class Tx(abc.ABC):
         without case (as the database's ``lower()`` folds it)."""
 
     @abc.abstractmethod
+    async def user_by_email(self, domain_id: str, email: str) -> User | None:
+        """The user with this e-mail address, compared as :meth:`email_taken` does."""
+
+    @abc.abstractmethod
     async def named_users(self, domain_id: str) -> int:
         """How many users of the domain hold a named license."""
 
@@ -290,6 +294,15 @@ class Tx(abc.ABC):
         :func:`presence.core.usage.history_of` takes them from the whole log."""
         period = await self.usage_period(domain_id, start, end)
         return await read_history(period, lambda: contextlib.nullcontext(self))
+
+    # A domain's identity provider.
+    @abc.abstractmethod
+    async def identity(self, domain_id: str) -> Identity | None: ...
+    @abc.abstractmethod
+    async def set_identity(self, identity: Identity) -> None: ...
+    @abc.abstractmethod
+    async def delete_identity(self, domain_id: str) -> bool:
+        """Remove the domain's identity provider; whether it had one."""
 
     # Webhook endpoints. A node delivers an endpoint's events while it holds
     # the endpoint's claim, which it renews like a lease; one that is not

@@ -74,7 +74,7 @@ LOCK_SCHEMA = "SELECT pg_advisory_xact_lock(hashtextextended('presence schema', 
 _ERRORS = (asyncpg.PostgresError, asyncpg.InterfaceError, asyncpg.InternalClientError, OSError)
 
 #: Bumped with every change of SCHEMA or UPGRADE.
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 SCHEMA = f"""
 CREATE TABLE IF NOT EXISTS domains (
     id text PRIMARY KEY, name text NOT NULL, plan text NOT NULL,
@@ -133,6 +133,9 @@ CREATE TABLE IF NOT EXISTS webhook_deliveries (
     event_id bigint NOT NULL, attempt integer NOT NULL, at float8 NOT NULL, status integer,
     error text, duration_ms float8 NOT NULL);
 CREATE INDEX IF NOT EXISTS webhook_deliveries_by_webhook ON webhook_deliveries (webhook_id, id);
+CREATE TABLE IF NOT EXISTS identities (
+    domain_id text PRIMARY KEY, issuer text NOT NULL, audience text NOT NULL,
+    email_claim text NOT NULL, provision_model text, provision_pool text);
 CREATE TABLE IF NOT EXISTS pool_alerts (
     domain_id text NOT NULL, pool text NOT NULL, full_at float8, full_open integer NOT NULL,
     near_since float8, near_open integer NOT NULL, clear_since float8,

@@ -13,7 +13,7 @@ from collections.abc import Iterable
 from typing import Any, Protocol
 
 from ..core.alerts import AlertState
-from ..core.model import Device, Domain, Event, Lease, License, Pool, User, Waiter
+from ..core.model import Device, Domain, Event, Identity, Lease, License, Pool, User, Waiter
 from ..core.usage import FREEING, PoolState
 from ..core.webhooks import Progress, Webhook
 from .base import Delivery, EventQuery, Token, Tx, UsagePeriod
@@ -36,6 +36,7 @@ WEBHOOK_COLUMNS = "domain_id, id, url, events, description, enabled, secret, cre
 PROGRESS_COLUMNS = "delivered_id, attempts, failing_since, retry_at"
 DELIVERY_COLUMNS = "webhook_id, event_id, attempt, at, status, error, duration_ms"
 ALERT_COLUMNS = "full_at, full_open, near_since, near_open, clear_since"
+IDENTITY_COLUMNS = "domain_id, issuer, audience, email_claim, provision_model, provision_pool"
 UPDATE_POOL = """
 UPDATE pools SET name = $3, seats = $4, idle_logoff_s = $5, alert_interval_s = $6,
     alert_threshold_pct = $7
@@ -231,6 +232,20 @@ def alert_values(a: AlertState) -> tuple[Any, ...]:
     return (a.full_at, int(a.full_open), a.near_since, int(a.near_open), a.clear_since)
 
 
+def identity(row: Row) -> Identity:
+    model = row["provision_model"]
+    provision = None if model is None else License(model, row["provision_pool"])
+    return Identity(row["domain_id"], row["issuer"], row["audience"], row["email_claim"], provision)
+
+
+def identity_values(i: Identity) -> tuple[Any, ...]:
+    license = i.provision
+    return (
+        i.domain_id, i.issuer, i.audience, i.email_claim,
+        None if license is None else license.model, None if license is None else license.pool,
+    )  # fmt: skip
+
+
 def webhook(row: Row) -> Webhook:
     events = row["events"]
     return Webhook(
@@ -392,6 +407,31 @@ class SQLTx(Tx):
             await self._run(
                 f"DELETE FROM {table} WHERE domain_id = $1 AND {column} = $2", domain_id, pool_id
             )
+
+    async def user_by_email(self, domain_id: str, email: str) -> User | None:
+        found = await self._query(
+            f"SELECT {USER_COLUMNS} FROM users WHERE domain_id = $1 AND lower(email) = lower($2)",
+            domain_id,
+            email,
+        )
+        return user(found[0]) if found else None
+
+    async def identity(self, domain_id: str) -> Identity | None:
+        found = await self._query(
+            f"SELECT {IDENTITY_COLUMNS} FROM identities WHERE domain_id = $1", domain_id
+        )
+        return identity(found[0]) if found else None
+
+    async def set_identity(self, identity: Identity) -> None:
+        await self._run(
+            f"INSERT INTO identities ({IDENTITY_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6) "
+            "ON CONFLICT (domain_id) DO UPDATE SET issuer = $2, audience = $3, "
+            "email_claim = $4, provision_model = $5, provision_pool = $6",
+            *identity_values(identity),
+        )
+
+    async def delete_identity(self, domain_id: str) -> bool:
+        return await self._run("DELETE FROM identities WHERE domain_id = $1", domain_id) > 0
 
     async def webhooks(self, domain_id: str | None) -> list[tuple[Webhook, Progress]]:
         where = "" if domain_id is None else "WHERE domain_id = $1"

@@ -99,6 +99,9 @@ CREATE TABLE IF NOT EXISTS webhook_deliveries (
     attempt INTEGER NOT NULL, at REAL NOT NULL, status INTEGER, error TEXT,
     duration_ms REAL NOT NULL);
 CREATE INDEX IF NOT EXISTS webhook_deliveries_by_webhook ON webhook_deliveries (webhook_id, id);
+CREATE TABLE IF NOT EXISTS identities (
+    domain_id TEXT PRIMARY KEY, issuer TEXT NOT NULL, audience TEXT NOT NULL,
+    email_claim TEXT NOT NULL, provision_model TEXT, provision_pool TEXT);
 CREATE TABLE IF NOT EXISTS pool_alerts (
     domain_id TEXT NOT NULL, pool TEXT NOT NULL, full_at REAL, full_open INTEGER NOT NULL,
     near_since REAL, near_open INTEGER NOT NULL, clear_since REAL,

@@ -19,7 +19,7 @@ from starlette.routing import Route
 
 from .. import views
 from ..admin import Admin
-from ..core.model import Domain, Pool
+from ..core.model import Domain, Identity, Pool
 from ..storage import EventQuery, TokenGrant
 from ..views import (
     CreatedTokenView,
@@ -27,6 +27,7 @@ from ..views import (
     DeliveryView,
     DomainView,
     EventView,
+    IdentityView,
     PoolView,
     PresenceView,
     SeriesView,
@@ -41,6 +42,7 @@ from .models import (
     DeliveriesQuery,
     DomainChanges,
     EventsQuery,
+    IdentityBody,
     LicenseBody,
     NewDomain,
     NewDomainToken,
@@ -224,6 +226,24 @@ async def delete_user(c: Call) -> None:
     await c.admin.delete_user(c.who, c.domain, c.path["user"])
 
 
+# The identity provider.
+
+
+async def get_identity(c: Call) -> IdentityView:
+    return views.identity_view(await c.admin.identity(c.who, c.domain))
+
+
+async def put_identity(c: Call) -> IdentityView:
+    b: IdentityBody = c.body
+    provision = None if b.provision is None else license_of(b.provision)
+    identity = Identity(c.domain, b.issuer, b.audience, b.email_claim, provision)
+    return views.identity_view(await c.admin.set_identity(c.who, identity))
+
+
+async def delete_identity(c: Call) -> None:
+    await c.admin.delete_identity(c.who, c.domain)
+
+
 # Webhooks.
 
 
@@ -323,6 +343,12 @@ OPERATIONS = [
               "sessions and revoking their tokens."),
     Operation("POST", D + "/users/{user}/tokens", create_user_token, "Create a token with "
               "which devices log in as the user.", CreatedTokenView, 201, NewUserToken),
+    Operation("GET", D + "/identity", get_identity, "The domain's identity provider "
+              "(OpenID Connect).", IdentityView),
+    Operation("PUT", D + "/identity", put_identity, "Let devices sign in with the domain's "
+              "identity provider.", IdentityView, body=IdentityBody, refusals=CHANGE),
+    Operation("DELETE", D + "/identity", delete_identity, "Stop sign-ins with the identity "
+              "provider."),
     Operation("GET", D + "/webhooks", list_webhooks, "The webhook endpoints, never their "
               "secrets.", list[WebhookView]),
     Operation("POST", D + "/webhooks", create_webhook, "Register an endpoint for the events "

@@ -83,7 +83,7 @@ def create_app(config: Config, gate: Gate | None = None) -> App:
     by default the app keeps its own."""
     store = store_for_url(config.database, uuid.uuid4().hex)
     node = Node(store, config)
-    admin = Admin(store, config.admin_token, config.webhook_allow_private)
+    admin = Admin(store, config.admin_token, config.webhook_allow_private, config.oidc_allow_http)
     wallboards = Wallboards(store)
     node.watchers.append(wallboards)
 

@@ -192,6 +192,27 @@ class NewUser(Body):
     license: LicenseBody
 
 
+class IdentityBody(Body):
+    issuer: Annotated[
+        str,
+        StringConstraints(min_length=1, max_length=2000),
+        Field(description="the identity provider's issuer URL, https://"),
+    ]
+    audience: Annotated[
+        str,
+        StringConstraints(min_length=1, max_length=500),
+        Field(description="the audience its ID tokens are for (the client id)"),
+    ]
+    email_claim: Annotated[
+        str,
+        StringConstraints(min_length=1, max_length=100),
+        Field(description="the claim holding the user's e-mail address"),
+    ] = "email"
+    provision: LicenseBody | None = Field(
+        None, description="the license of users created at their first sign-in (null: none)"
+    )
+
+
 class NewUserToken(Body):
     label: Name | None = None
     expires_in: ExpiresIn | None = None

@@ -49,7 +49,8 @@ async def test_the_document_is_public_valid_and_describes_every_route(harness: H
     operations = {(m.upper(), p) for p, ops in served["paths"].items() for m in ops}
     assert ("GET", f"{API}/domains/{{domain}}/usage/series") in operations
     assert ("POST", f"{API}/domains/{{domain}}/webhooks") in operations
-    assert len(operations) == 26
+    assert ("PUT", f"{API}/domains/{{domain}}/identity") in operations
+    assert len(operations) == 29
     for path, ops in served["paths"].items():
         for method, op in ops.items():
             assert {"400", "401", "403", "404", "429", "503"} <= set(op["responses"]), (
