@@ -34,16 +34,16 @@ from datetime import UTC, datetime
 
 from standardwebhooks.webhooks import Webhook as Signer
 
-from .. import leases, notes, outbound
-from ..config import Config
-from ..core.model import Event
-from ..core.seats import Decisions
-from ..core.webhooks import Progress, Webhook
-from ..errors import StorageError
-from ..metrics import METRICS
-from ..notes import Note
-from ..storage import Delivery, EventQuery, Store, StoredEvent, Tx
-from ..views import event_view
+from . import leases, notes, outbound
+from .config import Config
+from .core.model import Event
+from .core.seats import Decisions
+from .core.webhooks import Progress, Webhook
+from .errors import StorageError
+from .metrics import METRICS
+from .notes import Note
+from .storage import Delivery, EventQuery, Store, StoredEvent, Tx
+from .views import event_view
 
 logger = logging.getLogger(__name__)
 
