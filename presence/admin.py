@@ -21,6 +21,7 @@ from .core.model import Domain, Event, Identity, Lease, License, Pool, User
 from .core.usage import PoolSeries, PoolUsage, point_count, series, usage
 from .core.webhooks import Progress, Webhook
 from .errors import BadRequest, Forbidden, NotFound, RuleViolation, Unauthorized
+from .identity import issuer_policy
 from .storage import Delivery, EventQuery, Store, StoredEvent, Token, TokenGrant, Tx
 from .storage.base import read_history
 from .tokens import hash_token, new_token, new_webhook_secret
@@ -57,7 +58,7 @@ class Admin:
         self.store = store
         self._admin_token = admin_token
         self._webhook_allow_private = webhook_allow_private
-        self._issuers = outbound.Policy(allow_http=oidc_allow_http, allow_private=True)
+        self._issuers = issuer_policy(oidc_allow_http)
 
     async def ensure_server_token(self) -> str | None:
         """Bring the stored server admin tokens in line with the configuration;
@@ -363,7 +364,8 @@ class Admin:
         return identity
 
     async def set_identity(self, who: TokenGrant, identity: Identity) -> Identity:
-        """Set the domain's identity provider (its issuer is checked, not fetched)."""
+        """Set the domain's identity provider. Its issuer is checked, not fetched
+        (nor resolved: its addresses are checked at each fetch)."""
         try:
             outbound.target(identity.issuer, self._issuers)
         except outbound.Unreachable as exc:

@@ -151,7 +151,8 @@ def _parser(defaults: Config) -> argparse.ArgumentParser:
         "--oidc-allow-http",
         action="store_true",
         default=defaults.oidc_allow_http,
-        help="accept http:// identity provider issuers (PRESENCE_OIDC_ALLOW_HTTP=1; tests)",
+        help="accept http:// identity providers, and ones on private addresses "
+        "(PRESENCE_OIDC_ALLOW_HTTP=1; on premises, tests)",
     )
     serve.add_argument(
         "--demo",

@@ -43,6 +43,13 @@ FETCH_TIMEOUT = 5.0
 MAX_DOCUMENT = 1 << 20  # bytes of a discovery document or key set
 
 
+def issuer_policy(allow_http: bool) -> outbound.Policy:
+    """Issuers are public HTTPS hosts, unless ``PRESENCE_OIDC_ALLOW_HTTP`` allows
+    ``http://`` and private addresses (on premises, tests): a domain admin's
+    issuer must not make the server read addresses inside its own network."""
+    return outbound.Policy(allow_http=allow_http, allow_private=allow_http)
+
+
 class SignInRefused(Exception):
     """A sign-in that fails a check; the message says which, for a person."""
 
@@ -61,8 +68,7 @@ class Verifier:
     """Verifies ID tokens against their domain's issuer; keeps every issuer's keys."""
 
     def __init__(self, allow_http: bool, clock: Callable[[], float] = time.monotonic) -> None:
-        # Identity providers may run on the organisation's own network.
-        self.policy = outbound.Policy(allow_http=allow_http, allow_private=True)
+        self.policy = issuer_policy(allow_http)
         self.clock = clock
         self._issuers: dict[str, _Keys] = {}
 

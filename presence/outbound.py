@@ -17,6 +17,7 @@ no more of the answer's body is read than the caller asks for.
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import socket
 import ssl
 import time
@@ -101,8 +102,27 @@ def target(url: str, policy: Policy) -> Target:
         raise Unreachable("The URL must name a host.")
     if parts.username is not None or parts.password is not None:
         raise Unreachable("The URL must not hold a user name or password.")
+    if not policy.allow_private and _is_address(parts.hostname):
+        _check_public(parts.hostname, parts.hostname)
     default = 443 if parts.scheme == "https" else 80
     return Target(parts, parts.hostname, port or default)
+
+
+def _is_address(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
+
+
+def _check_public(host: str, address: str) -> None:
+    if not public_address(address):
+        what = host if host == address else f"{host} resolves to {address}, which"
+        raise Unreachable(
+            f"{what} is a loopback, private, link-local or otherwise non-public address, "
+            "which the server may not reach."
+        )
 
 
 async def addresses(where: Target, policy: Policy) -> list[str]:
@@ -118,11 +138,7 @@ async def addresses(where: Target, policy: Policy) -> list[str]:
         raise Unreachable(f"{where.host} resolves to no address.")
     if not policy.allow_private:
         for address in resolved:
-            if not public_address(address):
-                raise Unreachable(
-                    f"{where.host} resolves to {address}, a loopback, private, link-local "
-                    "or otherwise non-public address, which the server may not reach."
-                )
+            _check_public(where.host, address)
     return resolved
 
 

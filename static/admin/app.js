@@ -10,6 +10,7 @@ import { Api, ApiError, enc } from "./api.js";
 import { $, clearErrors, num, showError } from "./dom.js";
 import * as domains from "./domains.js";
 import * as events from "./events.js";
+import * as identity from "./identity.js";
 import * as pools from "./pools.js";
 import * as tokens from "./tokens.js";
 import * as usage from "./usage.js";
@@ -18,7 +19,8 @@ import * as webhooks from "./webhooks.js";
 
 const TOKEN_KEY = "presence.admin.token";
 const DOMAIN_KEY = "presence.admin.domain";
-const SECTIONS = { users, pools, tokens, usage, events, webhooks };
+const SECTIONS = { users, pools, tokens, usage, events, webhooks, identity };
+const TITLES = { identity: "Identity provider" };
 
 // What every section shares: the API, who is signed in, the domain's data.
 export const ctx = {
@@ -217,7 +219,7 @@ async function route() {
     }
     throw error;
   }
-  document.title = `${name[0].toUpperCase() + name.slice(1)} · ${ctx.domain.name} · Presence admin`;
+  document.title = `${TITLES[name] ?? name[0].toUpperCase() + name.slice(1)} · ${ctx.domain.name} · Presence admin`;
   if (current === SECTIONS[name]) await current.show(ctx);
 }
 

@@ -97,13 +97,12 @@ class Console:
         assert "token" not in self.page.url, self.page.url
 
     async def section(self, name: str) -> Locator:
-        """Click the tab of section `name` (Users, Pools, ...) and return the section."""
-        await (
-            self.page.get_by_role("navigation", name="Sections")
-            .get_by_role("link", name=name, exact=True)
-            .click()
+        """Click the tab named `name` (Users, Identity provider, ...) and return its section."""
+        tab = self.page.get_by_role("navigation", name="Sections").get_by_role(
+            "link", name=name, exact=True
         )
-        section = self.page.locator(f"#{name.lower()}")
+        await tab.click()
+        section = self.page.locator(f"#{await tab.get_attribute('data-section')}")
         await expect(section).to_be_visible()
         return section
 
