@@ -14,7 +14,7 @@ PyJWT checks the signature and the claims: the algorithm (one of
 :data:`ALGORITHMS`, the one the key is for; never ``none`` or an HMAC),
 ``iss``, ``aud``, ``exp`` and ``nbf`` with :data:`LEEWAY`. Every refusal is
 :exc:`SignInRefused` with a message naming the check that failed, never the
-token or a key.
+token or a key; keys that could not be fetched are :exc:`KeysUnavailable`.
 """
 
 from __future__ import annotations
@@ -52,6 +52,11 @@ def issuer_policy(allow_http: bool) -> outbound.Policy:
 
 class SignInRefused(Exception):
     """A sign-in that fails a check; the message says which, for a person."""
+
+
+class KeysUnavailable(Exception):
+    """The identity provider's keys, needed for a token, could not be fetched:
+    not the token's fault, so the device may try again later."""
 
 
 @dataclass
@@ -117,7 +122,7 @@ class Verifier:
             return keys.keys[kid]
         if keys.failure is not None:
             failure = keys.failure
-            raise SignInRefused(f"The identity provider's keys could not be fetched: {failure}")
+            raise KeysUnavailable(f"The identity provider's keys could not be fetched: {failure}")
         raise SignInRefused(
             f"The ID token's key {kid[:64]!r} is not among the identity provider's keys."
         )

@@ -22,8 +22,9 @@ from server.client import Harness, Server
 from server.raw import RawWebSocket
 from servers import ServerProcess
 
-# `postgres` and the clients' `restartable` server, shared by every suite
-pytest_plugins = ["pg", "client.restarts"]
+# `postgres`, the clients' `restartable` server and their `federated` domain,
+# shared by every suite
+pytest_plugins = ["pg", "client.restarts", "client.federated"]
 
 #: The lease TTL of `server_process`: long enough to restart the server and
 #: reconnect within it, short enough to wait for a lease to expire.

@@ -25,7 +25,7 @@ from ..core import seats
 from ..core.model import Identity, Lease, Pool, User
 from ..core.seats import Decisions, Enqueued, Granted, Refusal, Request
 from ..errors import Overloaded, RuleViolation, StorageError
-from ..identity import SignInRefused, Verifier
+from ..identity import KeysUnavailable, SignInRefused, Verifier
 from ..metrics import METRICS
 from ..storage import Store, Tx
 from ..tokens import hash_token
@@ -82,6 +82,9 @@ class DeviceProtocol:
         except SignInRefused as exc:
             judged(True)
             session.refuse_login(4401, wire.error_frame("unauthorized", str(exc)))
+        except KeysUnavailable as exc:  # the provider's outage: the device tries again
+            judged(False)
+            session.turn_away(wire.error_frame("unavailable", str(exc)))
         except Overloaded as exc:  # before its decision began: it holds nothing
             session.turn_away(wire.error_frame(exc.code, exc.message))
         finally:

@@ -142,10 +142,16 @@ export type WebSocketClass = new (url: string) => WebSocketLike;
 export interface PresenceClientOptions {
   /** The device endpoint: ws://host:port/ws/device or wss://… */
   url: string;
-  /** The user token (prs_…); give it or getToken, not both. */
+  /** The user token (prs_…). Give exactly one of token, getToken, idToken and getIdToken. */
   token?: string;
   /** Returns the token; called before each connection. */
   getToken?: () => string | Promise<string>;
+  /** The domain's id, with idToken or getIdToken: a domain that signs in with its identity provider. */
+  domain?: string;
+  /** An OpenID Connect ID token (a JWT) from the domain's identity provider; needs domain. */
+  idToken?: string;
+  /** Returns a fresh ID token; called before each connection, the first and every reconnection. Needs domain. */
+  getIdToken?: () => string | Promise<string>;
   device: Device;
   /** Wait in the pool's queue when no seat is free, instead of being refused. Default false. */
   queue?: boolean;

@@ -11,6 +11,7 @@
  *     const client = new PresenceClient({
  *       url: "wss://presence.example.com/ws/device",
  *       token: "prs_...", // or getToken: async () => "prs_...", asked before each connection
+ *       // or domain: "acme" with idToken: "eyJ..." or getIdToken: async () => "eyJ..."
  *       device: { id: "ann-pc", kind: "desktop", name: "Ann's PC" }, // id: stable across restarts
  *     });
  *     client.on("availability", (m) => show(`${m.free} of ${m.seats} seats free`));
@@ -26,7 +27,10 @@
  *     client.stopped.then((final) => show(final?.message ?? "stopped")); // a final end, or stop()
  *     await client.stop(); // logs out: the seat is free at once
  *
- * Options: `url`; `token` or `getToken` (called before each connection); `device`
+ * Options: `url`; one way of signing in: `token` or `getToken` (called before
+ * each connection), or for a domain that signs in with its identity provider
+ * (OpenID Connect) `domain` (its id) with `idToken` or `getIdToken` (called
+ * before each connection: each sends a fresh ID token); `device`
  * {id, kind, name?}; `queue` (wait in the pool's queue when no seat is free) and
  * `takeover` (move the user's seat from another device), both false by default;
  * `WebSocket` (default: the global one); `firstDelay` and `maxDelay` (seconds,
@@ -58,6 +62,9 @@
  * meanwhile) stays connected and asks again when an availability shows a free
  * one. Calls end with their connection and are not resumed. A frame that is
  * not the protocol fails start(), and later drops the connection for a new one.
+ * A getToken or getIdToken that throws (or rejects, or resolves to no string)
+ * fails that attempt: start() rejects with its error before any server
+ * answered, and later the client waits with the backoff and calls it again.
  *
  * Errors are PresenceError {code, message, retryable}: the server's codes, and
  * the client's own: connection_failed (start() reached no presence server at
@@ -474,7 +481,7 @@ export class PresenceClient {
       } else if (this.#startSettled) {
         report(error); // a bug: say so, rather than stop without a word
       } else {
-        this.#settleStart(error); // start() failed, or getToken did
+        this.#settleStart(error); // start() failed, or getToken or getIdToken did
       }
     } finally {
       this.#finish(final);
@@ -508,9 +515,9 @@ export class PresenceClient {
    * or null when the connection was lost or could not be opened. */
   async #connectOnce() {
     const { url, timeout, WebSocket } = this.#options;
-    let token;
+    let credentials;
     try {
-      token = await this.#untilHalted(this.#fetchToken());
+      credentials = await this.#untilHalted(this.#credentials());
     } catch (error) {
       if (error === HALTED || !this.#reached) throw error;
       return null;
@@ -531,27 +538,32 @@ export class PresenceClient {
         const why = error instanceof Silent ? `not open within ${timeout} s` : error.message;
         throw failed(`Cannot open a WebSocket to ${url}: ${why}.`);
       }
-      return await this.#serve(conn, token);
+      return await this.#serve(conn, credentials);
     } finally {
       if (this.#conn === conn) this.#conn = null;
       conn.close();
     }
   }
 
-  async #fetchToken() {
-    const { token, getToken } = this.#options;
-    if (getToken === null) return token;
-    const fetched = await getToken();
-    if (typeof fetched !== "string") throw new TypeError("getToken must resolve to a string.");
-    return fetched;
+  /** What hello signs in with: {token}, or {domain, id_token}; from the
+   * callback, if one was given, asked again for each connection. */
+  async #credentials() {
+    const { domain, secret, getSecret } = this.#options;
+    let fetched = secret;
+    if (getSecret !== null) {
+      fetched = await getSecret();
+      const name = domain === null ? "getToken" : "getIdToken";
+      if (typeof fetched !== "string") throw new TypeError(`${name} must resolve to a string.`);
+    }
+    return domain === null ? { token: fetched } : { domain, id_token: fetched };
   }
 
   /** Log in on `conn` and follow it to its end; the message of a final end, or
    * null when the connection was lost. Throws what fails start(). */
-  async #serve(conn, token) {
+  async #serve(conn, credentials) {
     const { url, timeout, device, queue, takeover } = this.#options;
     try {
-      conn.send({ type: "hello", token, device, queue, takeover });
+      conn.send({ type: "hello", ...credentials, device, queue, takeover });
       let answering = timeout; // until the first answer
       for (;;) {
         const message = await conn.receive(answering);
@@ -732,6 +744,9 @@ function checkOptions(options) {
     url,
     token = null,
     getToken = null,
+    domain = null,
+    idToken = null,
+    getIdToken = null,
     device,
     queue = false,
     takeover = false,
@@ -742,9 +757,17 @@ function checkOptions(options) {
     random = Math.random,
   } = options;
   need(typeof url === "string", TypeError, "url must be a string: ws://host:port/ws/device.");
-  need((token === null) !== (getToken === null), TypeError, "Give either token or getToken.");
+  const ways = [token, getToken, idToken, getIdToken].filter((way) => way !== null).length;
+  need(ways === 1, TypeError, "Give one of token, getToken, idToken and getIdToken.");
   need(token === null || typeof token === "string", TypeError, "token must be a string.");
   need(getToken === null || typeof getToken === "function", TypeError, "getToken: a function.");
+  need(idToken === null || typeof idToken === "string", TypeError, "idToken must be a string.");
+  const idFunction = getIdToken === null || typeof getIdToken === "function";
+  need(idFunction, TypeError, "getIdToken: a function.");
+  const federated = idToken !== null || getIdToken !== null;
+  const domainId = typeof domain === "string" && domain !== "";
+  need(!federated || domainId, TypeError, "idToken and getIdToken need the domain's id as domain.");
+  need(federated || domain === null, TypeError, "domain goes with idToken or getIdToken.");
   need(typeof queue === "boolean", TypeError, "queue must be true or false.");
   need(typeof takeover === "boolean", TypeError, "takeover must be true or false.");
   for (const [name, value] of Object.entries({ firstDelay, maxDelay, timeout })) {
@@ -755,9 +778,11 @@ function checkOptions(options) {
   need(typeof random === "function", TypeError, "random must be a function returning [0, 1).");
   const noSocket = "There is no WebSocket here: pass a WebSocket class as the WebSocket option.";
   need(typeof WebSocket === "function", TypeError, noSocket);
+  // An ID token stands where a token would, with its domain beside it.
+  const [secret, getSecret] = federated ? [idToken, getIdToken] : [token, getToken];
   return {
-    ...{ url, token, getToken, device: checkDevice(device), queue, takeover, WebSocket },
-    ...{ firstDelay, maxDelay, timeout, random },
+    ...{ url, domain, secret, getSecret, device: checkDevice(device), queue, takeover },
+    ...{ WebSocket, firstDelay, maxDelay, timeout, random },
   };
 }
 

@@ -43,16 +43,16 @@ async def run_example(harness: Harness, *command: str, cwd: Path | None = None) 
 
 
 async def test_the_python_example_prints_what_the_docs_say(harness: Harness) -> None:
-    example, _, _ = blocks("python")
-    output, _ = blocks("text")
+    example = blocks("python")[0]
+    output = blocks("text")[0]
     got = await run_example(harness, sys.executable, "-c", example)
     assert got == printed(output), "\n".join(got)
 
 
 async def test_the_node_example_prints_what_the_docs_say(harness: Harness, tmp_path: Path) -> None:
     """As `device.mjs` beside the module, with `ws` (installed by `npm ci --prefix tests/js`)."""
-    example, _ = blocks("js")
-    _, output = blocks("text")
+    example = blocks("js")[0]
+    output = blocks("text")[1]
     (tmp_path / "device.mjs").write_text(example)
     shutil.copy(REPO / "static" / "client" / "presence-client.js", tmp_path)
     (tmp_path / "node_modules").symlink_to(REPO / "tests" / "js" / "node_modules")

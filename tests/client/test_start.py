@@ -4,6 +4,7 @@ what is no presence server: a clear error, quickly, never a hang."""
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 import pytest
 from server.client import Harness
@@ -171,6 +172,47 @@ def test_a_device_the_server_would_refuse_is_a_value_error() -> None:
             Client(url, token="t", device_id=device_id, kind=kind)
     with pytest.raises(ValueError):
         Client(url, device_id="d", kind="phone")  # no token
+
+
+async def fetch() -> str:
+    return "t"
+
+
+@pytest.mark.parametrize(
+    "ways",
+    [
+        {"token": "t", "get_token": fetch},
+        {"token": "t", "domain": "acme", "id_token": "eyJ"},
+        {"get_token": fetch, "domain": "acme", "get_id_token": fetch},
+        {"domain": "acme", "id_token": "eyJ", "get_id_token": fetch},
+        {"id_token": "eyJ"},  # no domain
+        {"domain": "", "get_id_token": fetch},
+        {"domain": "acme", "token": "t"},  # a presence token names no domain
+        {"domain": "acme"},
+    ],
+)
+def test_one_way_of_signing_in_exactly(ways: dict[str, Any]) -> None:
+    with pytest.raises(ValueError, match="token"):
+        Client("ws://127.0.0.1:1/ws/device", device_id="d", kind="phone", **ways)
+
+
+async def test_a_failing_token_callable_fails_start() -> None:
+    # It is awaited before connecting: nothing need listen at the URL.
+    url = f"ws://127.0.0.1:{free_port()}/ws/device"
+
+    async def unreachable() -> str:
+        raise OSError("the identity provider cannot be reached")
+
+    async def no_token() -> Any:
+        return None
+
+    client = Client(url, domain="acme", get_id_token=unreachable, device_id="d", kind="phone")
+    with pytest.raises(OSError, match="cannot be reached"):
+        await client.start()
+    assert client.state is State.STOPPED and await client.wait_stopped() is None
+    client = Client(url, get_token=no_token, device_id="d", kind="phone")
+    with pytest.raises(TypeError, match="returned NoneType, not str"):
+        await client.start()
 
 
 @pytest.mark.parametrize(

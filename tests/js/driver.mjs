@@ -11,8 +11,10 @@
 //   {"event": <message>, "state": <the client's state then>}   for every message and event
 //
 // `options` are PresenceClient's; `tokens: [...]` instead of `token` becomes a
-// getToken handing them out in turn (the last one again and again), a number
-// as `random` a function always returning it, and `ws: true` passes the ws
+// getToken handing them out in turn (the last one again and again), and
+// `idTokens: [...]` a getIdToken likewise (a null in either: a rejection, as
+// when the app cannot get a token), a number as `random` a function always
+// returning it, and `ws: true` passes the ws
 // package's class as the WebSocket option. `throwing: true` adds listeners
 // that throw, and reports what the client reports as {"reported": text}
 // ("quiet" removes them). stdin closing ends the process.
@@ -38,11 +40,19 @@ function failure(error) {
   };
 }
 
+/** A token callback handing out `tokens` in turn, counted in `fetched`. */
+function handOut(tokens) {
+  return async () => {
+    const token = tokens[Math.min(fetched++, tokens.length - 1)];
+    if (token === null) throw new Error("no token now: the identity provider is away");
+    return token;
+  };
+}
+
 function create({ options, ws, throwing }) {
-  const { tokens, random, ...rest } = options;
-  if (tokens !== undefined) {
-    rest.getToken = async () => tokens[Math.min(fetched++, tokens.length - 1)];
-  }
+  const { tokens, idTokens, random, ...rest } = options;
+  if (tokens !== undefined) rest.getToken = handOut(tokens);
+  if (idTokens !== undefined) rest.getIdToken = handOut(idTokens);
   if (typeof random === "number") rest.random = () => random;
   if (ws) rest.WebSocket = WebSocket;
   const created = new PresenceClient(rest);

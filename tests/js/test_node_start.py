@@ -262,6 +262,12 @@ BAD_OPTIONS: list[tuple[Message, str]] = [
     ({"maxDelay": "20"}, "TypeError"),
     ({"queue": "yes"}, "TypeError"),
     ({"url": None}, "TypeError"),
+    ({"domain": "acme"}, "TypeError"),  # a presence token names no domain
+    ({"domain": "acme", "idToken": "eyJ"}, "TypeError"),  # both token and idToken
+    ({"token": None, "idToken": "eyJ"}, "TypeError"),  # no domain
+    ({"token": None, "domain": "", "idTokens": ["eyJ"]}, "TypeError"),
+    ({"token": None, "domain": "acme", "idToken": "eyJ", "idTokens": ["eyJ"]}, "TypeError"),
+    ({"token": None, "domain": "acme", "idToken": 7}, "TypeError"),
 ]
 
 
@@ -276,6 +282,17 @@ async def test_wrong_options_throw_from_the_constructor(js: NodeClient) -> None:
         with pytest.raises(JsError) as thrown:
             await js.create(**OPTIONS, ws=False)
         assert thrown.value.name == "TypeError" and "WebSocket option" in str(thrown.value.message)
+
+
+async def test_a_failing_token_callback_fails_start(js: NodeClient) -> None:
+    # It is called before connecting: nothing need listen at the URL.
+    url = f"ws://127.0.0.1:{free_port()}/ws/device"
+    await js.create(**{**OPTIONS, "url": url, "token": None, "domain": "acme", "idTokens": [None]})
+    with pytest.raises(JsError) as failed:
+        await js.start(timeout=QUICK)
+    assert failed.value.name == "Error" and "identity provider is away" in str(failed.value)
+    assert (await js.expect("stopped"))["final"] is None
+    assert await js.ask("fetched") == 1 and js.of("reconnecting") == []
 
 
 @pytest.mark.parametrize(
