@@ -155,6 +155,13 @@ def _parser(defaults: Config) -> argparse.ArgumentParser:
         "(PRESENCE_OIDC_ALLOW_HTTP=1; on premises, tests)",
     )
     serve.add_argument(
+        "--oidc-refetch-interval",
+        type=float,
+        default=defaults.oidc_refetch_interval,
+        help="seconds before an identity provider's keys are fetched again for an unknown "
+        "key id (PRESENCE_OIDC_REFETCH_INTERVAL; tests)",
+    )
+    serve.add_argument(
         "--demo",
         action="store_true",
         help="create a demo domain if missing, print its wallboard URL, run simulated devices",
@@ -211,13 +218,14 @@ def _serve(args: argparse.Namespace, defaults: Config) -> None:
         webhook_timeout=args.webhook_timeout,
         webhook_retry_scale=args.webhook_retry_scale,
         oidc_allow_http=args.oidc_allow_http,
+        oidc_refetch_interval=args.oidc_refetch_interval,
     )
     if min(config.lease_ttl, config.heartbeat_interval, config.webhook_timeout) <= 0:
         sys.exit(
             "presence: --lease-ttl, --heartbeat-interval and --webhook-timeout must be positive"
         )
-    if config.webhook_retry_scale <= 0:
-        sys.exit("presence: --webhook-retry-scale must be positive")
+    if config.webhook_retry_scale <= 0 or config.oidc_refetch_interval <= 0:
+        sys.exit("presence: --webhook-retry-scale and --oidc-refetch-interval must be positive")
     background: Background | None = None
     if args.demo:
         # The demo needs the admin token; a generated one is stored hashed, so make our

@@ -30,6 +30,7 @@ class Config:
     webhook_timeout: float = 10.0
     webhook_retry_scale: float = 1.0
     oidc_allow_http: bool = False
+    oidc_refetch_interval: float = 60.0
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] = os.environ) -> Config:
@@ -53,6 +54,7 @@ class Config:
             webhook_timeout=float(env.get("PRESENCE_WEBHOOK_TIMEOUT", "10")),
             webhook_retry_scale=float(env.get("PRESENCE_WEBHOOK_RETRY_SCALE", "1")),
             oidc_allow_http=env.get("PRESENCE_OIDC_ALLOW_HTTP", "") in ("1", "true"),
+            oidc_refetch_interval=float(env.get("PRESENCE_OIDC_REFETCH_INTERVAL", "60")),
         )
 
 

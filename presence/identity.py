@@ -20,8 +20,10 @@ token or a key; keys that could not be fetched are :exc:`KeysUnavailable`.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
+import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -36,8 +38,12 @@ logger = logging.getLogger(__name__)
 
 ALGORITHMS = ("RS256", "PS256", "ES256", "EdDSA")
 LEEWAY = 60  # seconds, for exp and nbf
-#: Seconds before an issuer's keys are fetched again for an unknown key id.
+#: Seconds before an issuer's keys are fetched again for an unknown key id
+#: (``PRESENCE_OIDC_REFETCH_INTERVAL``, for tests).
 REFETCH_AFTER = 60.0
+#: What an e-mail claim must look like, as the admin API takes addresses.
+EMAIL = re.compile(r"[^@\s\x00]+@[^@\s\x00]+")
+MAX_EMAIL = 254
 #: Seconds a fetch of an issuer's discovery document and keys may take, all told.
 FETCH_TIMEOUT = 5.0
 MAX_DOCUMENT = 1 << 20  # bytes of a discovery document or key set
@@ -72,10 +78,25 @@ class _Keys:
 class Verifier:
     """Verifies ID tokens against their domain's issuer; keeps every issuer's keys."""
 
-    def __init__(self, allow_http: bool, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        allow_http: bool,
+        clock: Callable[[], float] = time.monotonic,
+        refetch_after: float = REFETCH_AFTER,
+    ) -> None:
         self.policy = issuer_policy(allow_http)
         self.clock = clock
+        self.refetch_after = refetch_after
         self._issuers: dict[str, _Keys] = {}
+
+    async def fetch_keys(self, identity: Identity, token: str) -> None:
+        """Fetch the issuer's keys if the token names a key they lack and they
+        may be fetched now; before the token is judged, so that a login
+        waiting for its identity provider holds no turn of its address."""
+        with contextlib.suppress(jwt.InvalidTokenError):
+            kid = jwt.get_unverified_header(token).get("kid")
+            if isinstance(kid, str) and kid:
+                await self._fetched(identity.issuer, kid)
 
     async def verify(self, identity: Identity, token: str) -> dict[str, Any]:
         """The token's claims, once every check passed; :exc:`SignInRefused` if not."""
@@ -94,35 +115,46 @@ class Verifier:
             raise SignInRefused("The ID token names no key (kid).")
         key = await self._key(identity.issuer, kid)
         try:
+            if key.get("alg", algorithm) != algorithm or key.get("use", "sig") != "sig":
+                raise jwt.InvalidKeyError
             signing_key = jwt.PyJWK(key, algorithm)
         except jwt.PyJWTError:
             raise SignInRefused(
-                f"The identity provider's key {kid[:64]!r} is not one for {algorithm}."
+                f"The identity provider's key {kid[:64]!r} is not one for {algorithm} signatures."
             ) from None
         claims = _decode(token, signing_key, algorithm, identity)
         email = claims.get(identity.email_claim)
         if not isinstance(email, str) or not email:
             raise SignInRefused(f"The ID token has no {identity.email_claim!r} claim.")
+        if len(email) > MAX_EMAIL or not EMAIL.fullmatch(email):
+            raise SignInRefused(
+                f"The ID token's {identity.email_claim!r} claim is not an e-mail address."
+            )
         if claims.get("email_verified") in (False, "false"):  # some providers send text
             raise SignInRefused("The ID token's e-mail address is not verified.")
         return claims
 
-    async def _key(self, issuer: str, kid: str) -> dict[str, Any]:
+    async def _fetched(self, issuer: str, kid: str) -> _Keys:
+        """The issuer's keys, fetched again first if they lack ``kid`` and were
+        not asked for within :attr:`refetch_after` (or a fetch is under way)."""
         keys = self._issuers.setdefault(issuer, _Keys())
         if kid not in keys.keys:
             now = self.clock()
             if keys.fetching is None and (
-                keys.asked_at is None or now - keys.asked_at >= REFETCH_AFTER
+                keys.asked_at is None or now - keys.asked_at >= self.refetch_after
             ):
                 keys.asked_at = now
                 keys.fetching = asyncio.create_task(self._fetch(issuer, keys))
             if keys.fetching is not None:
                 await asyncio.shield(keys.fetching)  # others may wait for the same fetch
+        return keys
+
+    async def _key(self, issuer: str, kid: str) -> dict[str, Any]:
+        keys = await self._fetched(issuer, kid)
         if kid in keys.keys:
             return keys.keys[kid]
-        if keys.failure is not None:
-            failure = keys.failure
-            raise KeysUnavailable(f"The identity provider's keys could not be fetched: {failure}")
+        if keys.failure is not None:  # details in the log, not to an unknown device
+            raise KeysUnavailable("The identity provider's keys could not be fetched.")
         raise SignInRefused(
             f"The ID token's key {kid[:64]!r} is not among the identity provider's keys."
         )

@@ -59,7 +59,7 @@ class DeviceProtocol:
         self.stopping = False
         self.unreleased: dict[Session, str] = {}  # ending while the database was away
         self.revocations = 0  # token revocations heard; see _hello
-        self.verifier = Verifier(config.oidc_allow_http, clock)
+        self.verifier = Verifier(config.oidc_allow_http, clock, config.oidc_refetch_interval)
         self._releasing: set[asyncio.Task[None]] = set()
 
     def open_session(self, link: Link) -> Session:
@@ -90,11 +90,22 @@ class DeviceProtocol:
         finally:
             METRICS.login_seconds.observe(self.clock() - started)
 
+    async def fetch_keys(self, message: wire.Hello) -> None:
+        """Fetch the keys the hello's ID token needs, if they may be fetched now:
+        before its address's turn to be judged (see :meth:`Verifier.fetch_keys`)."""
+        assert message.domain is not None and message.id_token is not None
+        identity = await self._identity(message.domain)
+        if identity is not None:
+            await self.verifier.fetch_keys(identity, message.id_token)
+
+    async def _identity(self, domain_id: str) -> Identity | None:
+        async with self.store.transaction() as tx:
+            return await tx.identity(domain_id) if domain_id else None
+
     async def _verify(self, message: wire.Hello) -> tuple[Identity, dict[str, Any]]:
         """The identity provider of the hello's domain, and the ID token's claims."""
         assert message.domain is not None and message.id_token is not None
-        async with self.store.transaction() as tx:
-            identity = await tx.identity(message.domain) if message.domain else None
+        identity = await self._identity(message.domain)
         if identity is None:
             raise SignInRefused(
                 f"Domain {message.domain[:64]!r} does not sign in with an identity provider."
@@ -164,13 +175,13 @@ class DeviceProtocol:
             return user
         if identity.provision is None:
             raise SignInRefused(
-                f"No user of domain {identity.domain_id!r} has the e-mail address {email[:254]!r}."
+                f"No user of domain {identity.domain_id!r} has the e-mail address {email!r}."
             )
         name = claims.get("name")
         if not (isinstance(name, str) and wire.is_text(name) and 0 < len(name.strip()) <= 200):
             name = email
         async with self.store.transaction(identity.domain_id, deadline=deadline) as tx:
-            return await leases.provision(tx, identity, email[:254], name.strip())
+            return await leases.provision(tx, identity, email, name.strip())
 
     async def acquire(self, session: Session, takeover: bool, queue: bool) -> None:
         """Log in again on a session holding nothing; it stays open whatever the answer."""

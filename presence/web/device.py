@@ -129,8 +129,10 @@ async def _hello(
     """Log in, unless the address failed to authenticate too often.
 
     The address's turn is held while the token is judged, not while the login
-    is decided.
+    is decided, nor while an identity provider's keys are fetched.
     """
+    if hello.id_token is not None:
+        await protocol.fetch_keys(hello)
     if not await gate.admit(address):
         _close(link, 4429, "rate_limited", TOO_MANY_FAILURES)
         return

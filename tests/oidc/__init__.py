@@ -1,0 +1,1 @@
+"""Federated login (OpenID Connect) against a real server and real identity provider processes."""
