@@ -12,10 +12,14 @@
    the choices of `--seed`.
 5. `churn`: the churn of issue 12 (`churn.issue_churn`), 20 s on SQLite and on
    two nodes sharing PostgreSQL, driven as fast as the machine allows there.
+6. `webhooks`: SIGKILL of the SQLite server while it delivers webhooks, `--kills`
+   times (10) on one database, and every event must reach the receiver
+   (`webhooks.kill_campaign`).
 
 Each writes its figures into `docs/RELIABILITY.md` (or `--out`); the exit
 status is 1 if any run found a fault. Bounded in time: about 8 minutes for the
-first three, and about 5 more for `random` and `churn`.
+first three, about 5 more for `random` and `churn`, and under a minute for
+`webhooks`.
 """
 
 from __future__ import annotations
@@ -47,6 +51,7 @@ from .fleet import percentiles
 from .hostile import campaign, prepare
 from .lines import ANSWER_TIMEOUT
 from .randomized import LEASE_TTL, Report, randomized_run
+from .webhooks import NEAR, kill_campaign
 
 REPO = Path(__file__).resolve().parent.parent.parent
 NODE_FAULTS = ["kill", "pause", "database:1", "kill", "database:2.5", "pause", "database:6", "kill"]
@@ -425,6 +430,83 @@ def churn_section(workdir: Path) -> Section:
     return Section("The churn of issue 12", ok, summary, body)
 
 
+def webhooks_section(workdir: Path, kills: int, seed: int) -> Section:
+    say(f"webhooks across kill -9: {kills} kills, seed {seed}")
+    campaign = asyncio.run(kill_campaign(workdir, kills, seed=seed, say=say))
+    logged = tracebacks(workdir / "server" / "stderr.log")
+    verdict = campaign.verdict
+    before = verdict.before_kill
+    body = [
+        "One endpoint of a domain points at a receiver process (`tests/webhooks/receiver.py`,",
+        "answering 200) that outlives every server. Twelve seat users churn on a pool of four",
+        "seats (logins, calls, logouts, drops, takeovers, refusals; capacity alerts every",
+        "second), so events keep coming. The server is killed with SIGKILL and started again",
+        "on the same database, in turn while the receiver holds a request unanswered (its",
+        "event was not delivered), and at a random moment right after the receiver logged a",
+        "request it answered 200; the devices come back. After the last kill they go, and",
+        "every event the domain logged after the endpoint's creation (`GET .../events`) must",
+        "reach the receiver: answered 2xx at least once, the first arrivals in id order, each",
+        "the event as the events API gives it and signed with the endpoint's secret. It may",
+        "arrive twice only across a kill, and only if it first arrived at most "
+        f"{NEAR:g} s before it",
+        "(delivered, and not yet noted by the server when it died).",
+        "",
+        *table(
+            ["figure", "value"],
+            [
+                ["events to deliver", verdict.events],
+                [
+                    "kills at a request in flight or just answered / all",
+                    f"{sum(c.delivering for c in campaign.cycles)} / {len(campaign.cycles)}",
+                ],
+                ["requests answered 2xx", verdict.requests],
+                ["**lost**", f"**{len(verdict.lost)}**"],
+                ["**first arrivals out of id order**", f"**{len(verdict.disorder)}**"],
+                ["**wrong requests** (body, signature)", f"**{len(verdict.wrong)}**"],
+                ["duplicates", sum(verdict.duplicates.values())],
+                ["**duplicates not explained by a kill**", f"**{len(verdict.unexplained)}**"],
+                [
+                    "first arrival of a duplicate, before its kill",
+                    spread(before) if before else "-",
+                ],
+                ["events by type", dict(campaign.by_type.most_common())],
+                ["restart (kill to healthy)", spread([c.down_seconds for c in campaign.cycles])],
+                [
+                    f"delivery resumed (kill to next request; lease_ttl {campaign.lease_ttl:g} s)",
+                    spread([c.resumed_seconds for c in campaign.cycles if c.resumed_seconds]),
+                ],
+                [
+                    "all delivered, after the load ended",
+                    f"{campaign.drain_seconds:.2f} s" if campaign.drained else "**never**",
+                ],
+                ["unhandled exceptions in the server's log", logged],
+                ["run time", f"{campaign.seconds:.0f} s"],
+            ],
+        ),
+        *table(
+            ["kill", "at", "requests in the second before", "resumed", "duplicates"],
+            [
+                [
+                    c.kill.label,
+                    "a request in flight" if c.in_flight else "just after a 200",
+                    c.recent,
+                    _seconds(c.resumed_seconds),
+                    c.duplicates,
+                ]
+                for c in campaign.cycles
+            ],
+        ),
+    ]
+    if campaign.problems():
+        body += ["Faults found:", "", *[f"- {p}" for p in campaign.problems()[:30]], ""]
+    ok = campaign.ok and not logged
+    return Section("Webhooks across kill -9 of the SQLite server", ok, campaign.summary(), body)
+
+
+def _seconds(value: float | None) -> str:
+    return "never" if value is None else f"{value:.2f} s"
+
+
 def commit() -> str:
     def git(*args: str) -> str:
         done = subprocess.run(["git", *args], cwd=REPO, capture_output=True, text=True)
@@ -459,6 +541,10 @@ FAST_TESTS = [
         "the randomized operations with disconnects, 8 s on SQLite and on two nodes on PostgreSQL",
     ),
     ("test_churn.py", "the churn of issue 12, 8 s on SQLite and on two nodes on PostgreSQL"),
+    (
+        "test_webhook_crashes.py",
+        "webhooks across 2 kill -9 cycles: nothing lost, duplicates only across a kill",
+    ),
 ]
 
 
@@ -497,6 +583,7 @@ def write(out: Path, sections: list[Section], seconds: float, argv: list[str]) -
         f"{COMMAND}                # all three runs, writes docs/RELIABILITY.md",
         f"{COMMAND} --only kill --cycles 5 --out /tmp/r.md",
         f"{COMMAND} --only fuzz --frames 2000 --out /tmp/r.md",
+        f"{COMMAND} --only webhooks --kills 10 --out /tmp/r.md",
         "python -m pytest tests/reliability -q",
         "```",
         "",
@@ -515,6 +602,7 @@ RUNS: dict[str, Callable[[Path, argparse.Namespace], Section]] = {
     "fuzz": lambda workdir, args: fuzz_section(workdir, args.frames),
     "random": lambda workdir, args: random_section(workdir, args.seconds, args.seed),
     "churn": lambda workdir, args: churn_section(workdir),
+    "webhooks": lambda workdir, args: webhooks_section(workdir, args.kills, args.seed),
 }
 
 
@@ -524,6 +612,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=REPO / "docs" / "RELIABILITY.md")
     parser.add_argument("--cycles", type=int, default=20, help="kill -9 cycles")
     parser.add_argument("--frames", type=int, default=10_000, help="hostile frames, at least")
+    parser.add_argument("--kills", type=int, default=10, help="kill -9 cycles of `webhooks`")
     parser.add_argument("--only", action="append", choices=sorted(RUNS), help="repeatable")
     parser.add_argument(
         "--seconds", type=float, default=60.0, help="randomized run length, per backend"
