@@ -7,7 +7,7 @@ documented, the body conforming to its schema, schema-valid requests
 accepted (or refused by a licensing rule or a missing resource), and
 invalid ones refused. On top of its checks, every refused request must
 leave the state exactly as it was (every domain, pool, user, token,
-webhook, lease and event, before and after).
+webhook, identity provider, lease and event, before and after).
 
 (The server's SQLite file is its own while it runs, so the state is read
 through the API as the server admin: every domain, and all of `acme`.)
@@ -41,7 +41,8 @@ from presence.web.api import DOCUMENT
 EXAMPLES = int(os.environ.get("SCHEMATHESIS_EXAMPLES", "10"))
 DOMAIN = "acme"
 STATE = (
-    "/pools", "/users", "/tokens", "/webhooks", "/presence", f"/events?before={2**62}&limit=1000"
+    "/pools", "/users", "/tokens", "/webhooks", "/identity", "/presence",
+    f"/events?before={2**62}&limit=1000",
 )  # fmt: skip
 
 schema = schemathesis.openapi.from_dict(DOCUMENT)
@@ -107,8 +108,10 @@ class World:
 #: Refusals of requests that fit the document, for what a schema cannot say, by field.
 UNFORESEEABLE = {
     "license.pool": "a seat license naming a pool that does not exist",
+    "provision.pool": "an identity's seat provision naming a pool that does not exist",
     "step": "a usage series of more than 2,000 points",
     "url": "a webhook URL whose host does not resolve, or not to public addresses only",
+    "issuer": "an identity provider's issuer that is not an https:// URL of a public host",
 }
 
 

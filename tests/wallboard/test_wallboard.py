@@ -203,12 +203,16 @@ def test_a_refused_login_appears_in_the_feed_with_its_name(page: Page, scene: Sc
     refused = scene.device(alan)
     assert refused.answer["code"] == "seat_occupied", refused.answer
 
-    latest = page.locator("#feed .event").first
-    expect(latest).to_have_attribute("data-type", "seat_denied", timeout=SHOWN)
-    expect(latest).to_contain_text("Refused")
-    expect(latest.locator(".event-who")).to_have_text("Alan Turing")
-    expect(latest).to_contain_text("Front desk is full")
-    expect(page.locator("#feed .event").nth(1)).to_have_attribute("data-type", "seat_granted")
+    # Newest first: the pool's capacity alert, logged with the denial, then the denial.
+    feed = page.locator("#feed .event")
+    expect(feed.first).to_have_attribute("data-type", "pool_full", timeout=SHOWN)
+    expect(feed.first.locator(".event-who")).to_have_text("Alan Turing")
+    denied = feed.nth(1)
+    expect(denied).to_have_attribute("data-type", "seat_denied")
+    expect(denied).to_contain_text("Refused")
+    expect(denied.locator(".event-who")).to_have_text("Alan Turing")
+    expect(denied).to_contain_text("Front desk is full")
+    expect(feed.nth(2)).to_have_attribute("data-type", "seat_granted")
 
 
 def test_named_users_show_their_connected_devices(page: Page, scene: Scene) -> None:
