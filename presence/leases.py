@@ -84,7 +84,8 @@ async def commit(tx: Tx, domain_id: str, decisions: Decisions) -> Committed:
         tx.notify(notes.PoolChanged(domain_id, pool))
     for user_id in sorted(named):
         tx.notify(notes.NamedChanged(domain_id, user_id))
-    events = decisions.events + await pool_full(tx, domain_id, decisions.events)
+    known = decisions.pool if isinstance(decisions, PoolBook) else None
+    events = decisions.events + await pool_full(tx, domain_id, decisions.events, known)
     stored = await tx.add_events(events)
     for event in events:
         METRICS.events.inc(event.type)
@@ -93,14 +94,20 @@ async def commit(tx: Tx, domain_id: str, decisions: Decisions) -> Committed:
     return Committed(granted, stored)
 
 
-async def pool_full(tx: Tx, domain_id: str, events: list[Event]) -> list[Event]:
+async def pool_full(
+    tx: Tx, domain_id: str, events: list[Event], known: Pool | None = None
+) -> list[Event]:
     """The ``pool_full`` alerts of the seats denied among ``events``, due
-    at most once per pool per ``alert_interval_s`` (:mod:`presence.core.alerts`)."""
+    at most once per pool per ``alert_interval_s`` (:mod:`presence.core.alerts`);
+    ``known`` is the pool decided on, if the caller has read it."""
     found: list[Event] = []
     for refused in events:
         if refused.type != "seat_denied" or refused.pool is None:
             continue
-        pool = await used_pool(tx, domain_id, refused.pool)
+        if known is not None and known.id == refused.pool:
+            pool = known
+        else:
+            pool = await used_pool(tx, domain_id, refused.pool)
         state = await tx.alert_state(domain_id, pool.id)
         after, logged = alerts.denied(pool, state, refused)
         if after != state:
