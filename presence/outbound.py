@@ -180,7 +180,7 @@ async def request(
     except OSError as exc:
         return answer(None, f"Connection failed: {exc.strerror or exc}.")
     except h11.ProtocolError as exc:
-        return answer(None, f"The answer is not HTTP/1.1: {exc}.")
+        return answer(None, f"No complete HTTP/1.1 answer: {exc}.")
     if 200 <= status < 300:
         return answer(status, None, content)
     text = content.decode("utf-8", "replace").strip()

@@ -98,6 +98,17 @@ async def test_a_receiver_that_never_answers_times_out_on_time() -> None:
     assert len(requests) == 1
 
 
+async def test_a_connection_closed_without_an_answer_fails_without_a_status() -> None:
+    async def close(_: asyncio.StreamReader, __: asyncio.StreamWriter) -> None:
+        pass  # the receiver closes the connection once it read the request
+
+    async with receiver(close) as (port, requests):
+        answer = await post(port)
+    assert answer.status is None and answer.error is not None
+    assert answer.error.startswith("No complete HTTP/1.1 answer: "), answer.error
+    assert len(requests) == 1
+
+
 async def test_a_closed_port_fails_with_the_reason() -> None:
     async with receiver(answering("200 OK")) as (port, _):
         pass  # closed again: nothing listens there now
