@@ -1,4 +1,5 @@
-"""What administrators do: domains, pools, users, licenses, tokens, releases, webhooks.
+"""What administrators do: domains, pools, users, licenses, tokens, releases,
+identity providers, webhooks.
 
 Each operation runs in one transaction of its domain, checks the licensing
 rules (:mod:`presence.core.rules`) on the state as it would be afterwards, and
@@ -366,12 +367,12 @@ class Admin:
     async def set_identity(self, who: TokenGrant, identity: Identity) -> Identity:
         """Set the domain's identity provider. Its issuer is checked, not fetched
         (nor resolved: its addresses are checked at each fetch)."""
-        try:
-            outbound.target(identity.issuer, self._issuers)
-        except outbound.Unreachable as exc:
-            raise BadRequest("issuer", str(exc)) from None
         async with self.store.transaction(identity.domain_id) as tx:
             domain = await _domain(tx, who, identity.domain_id, "admin")
+            try:
+                outbound.target(identity.issuer, self._issuers)
+            except outbound.Unreachable as exc:
+                raise BadRequest("issuer", str(exc)) from None
             if identity.provision is not None:
                 pools = await tx.pools(domain.id)
                 rules.check_license(domain, identity.provision, pools, field="provision")
