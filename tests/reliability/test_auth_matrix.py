@@ -62,14 +62,26 @@ ENDPOINTS = [
     Endpoint("DELETE", "/leases/{lease}", 204),
     Endpoint("GET", "/events", 200),
     Endpoint("GET", "/usage", 200),
+    Endpoint("GET", "/usage/series", 200),
+    Endpoint("GET", "/identity", 200),
+    Endpoint("PUT", "/identity", 200),
+    Endpoint("DELETE", "/identity", 204),
+    Endpoint("GET", "/webhooks", 200),
+    Endpoint("POST", "/webhooks", 201),
+    Endpoint("PATCH", "/webhooks/{webhook}", 200),
+    Endpoint("DELETE", "/webhooks/{webhook}", 204),
+    Endpoint("GET", "/webhooks/{webhook}/deliveries", 200),
 ]
+#: A webhook target that needs no connection to be saved (a public address).
+HOOK_URL = "https://93.184.215.14/hook"
+IDENTITY = {"issuer": "https://idp.example.com/realms/acme", "audience": "devices"}
 
 
 @dataclass
 class Target:
     """A domain with something behind every endpoint: an empty pool to change or
-    delete, a user to change or delete, a token to revoke, and a seat held by a
-    logged-in device."""
+    delete, a user to change or delete, a token to revoke, a seat held by a
+    logged-in device, a webhook endpoint and an identity provider."""
 
     domain: Domain
     empty_pool: str
@@ -77,6 +89,7 @@ class Target:
     spare_token: str
     lease: str
     holder: Device
+    webhook: str
 
 
 async def make_target(harness: Harness) -> Target:
@@ -87,7 +100,11 @@ async def make_target(harness: Harness) -> Target:
     spare = await domain.named_user()
     await domain.seat_user(pool)  # one more user, logged out
     board = await domain.new_token("wallboard")
-    return Target(domain, empty["id"], spare.id, board["id"], holder.license["lease_id"], holder)
+    ok(await domain.api.put(domain.path("identity"), IDENTITY))
+    hook = ok(await domain.api.post(domain.path("webhooks"), {"url": HOOK_URL}), 201)
+    return Target(
+        domain, empty["id"], spare.id, board["id"], holder.license["lease_id"], holder, hook["id"]
+    )
 
 
 def body_for(endpoint: Endpoint) -> Any:
@@ -111,6 +128,9 @@ def body_for(endpoint: Endpoint) -> Any:
             "license": {"model": "named"},
         },
         ("PUT", "/users/{user}/license"): {"model": "none"},
+        ("PUT", "/identity"): {**IDENTITY, "provision": {"model": "named"}},
+        ("POST", "/webhooks"): {"url": HOOK_URL, "events": ["pool_full"]},
+        ("PATCH", "/webhooks/{webhook}"): {"description": "Changed"},
     }
     return bodies.get((endpoint.method, endpoint.path))
 
@@ -119,8 +139,9 @@ def url_for(endpoint: Endpoint, target: Target) -> str:
     if endpoint is CREATE_DOMAIN:
         return f"{API}/domains"
     path = endpoint.path.format(
-        pool=target.empty_pool, user=target.spare_user, token=target.spare_token, lease=target.lease
-    )
+        pool=target.empty_pool, user=target.spare_user, token=target.spare_token,
+        lease=target.lease, webhook=target.webhook,
+    )  # fmt: skip
     return target.domain.path() + path
 
 
@@ -138,6 +159,8 @@ async def state(domain: Domain) -> Message:
         "tokens": {key: {**t, "last_used_at": None} for key, t in (await domain.tokens()).items()},
         "presence": await domain.presence(),
         "events": len(await domain.all_events()),
+        "identity": ok(await domain.api.get(domain.path("identity"))),
+        "webhooks": ok(await domain.api.get(domain.path("webhooks"))),
     }
     return snapshot
 
