@@ -130,3 +130,18 @@ def test_wrong_data_signature_or_event_fail() -> None:
     assert len(verdict.wrong) == 4, verdict.wrong
     assert "signature" in verdict.wrong[0] and "is not the logged" in verdict.wrong[1]
     assert "signature" in verdict.wrong[2] and "had to get" in verdict.wrong[3]
+
+
+def test_an_event_logged_after_the_log_was_read_passes_only_if_signed() -> None:
+    # The node may log (a capacity alert) and deliver once more after the
+    # campaign read the log: the request must still be the signed event it says.
+    late = event(15, "pool_recovered")
+    forged = request(event(16), 100.7, signature="v1,AAAA")
+    body = json.dumps({"type": late["type"], "timestamp": late["at"], "data": late})
+    stamp = datetime.fromtimestamp(1795000000, UTC)
+    resigned = Webhook(SECRET).sign("17", stamp, body)  # well signed, as another event
+    other_id = request(late, 100.8, webhook_id="17", signature=resigned)
+    verdict = check(EVENTS, [*in_order(), request(late, 100.6), forged, other_id], SECRET)
+    assert verdict.requests == 7 and verdict.lost == [], verdict.summary()
+    assert len(verdict.wrong) == 2, verdict.wrong
+    assert "signature" in verdict.wrong[0] and "data of event 15" in verdict.wrong[1]
