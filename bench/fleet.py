@@ -3,10 +3,18 @@
 One :class:`Fleet` is a few :mod:`bench.worker` processes. :meth:`Fleet.call`
 sends a command to every worker at once, each with its own arguments (its
 share of the sockets), and gathers their results in worker order.
+
+The workers connect from source addresses 127.0.0.2, 127.0.0.3, ... (all of
+127.0.0.0/8 is loopback on Linux), dealt among them. Devices come from many
+addresses, the node caps the connections of one address, and a client socket
+bound to one address has only the ephemeral ports of
+``net.ipv4.ip_local_port_range`` (28,232 by default) for one server port.
 """
 
 from __future__ import annotations
 
+import ipaddress
+import math
 import multiprocessing
 from collections.abc import Sequence
 from multiprocessing.connection import Connection
@@ -19,6 +27,10 @@ T = TypeVar("T")
 
 #: The longest any one command may run; a worker that takes longer has hung.
 COMMAND_TIMEOUT = 300.0
+#: Source addresses unless told, so many that no address holds more than a few
+#: hundred sockets at the full run's sizes, nor more than a few logins in flight.
+SOURCES = 500
+FIRST_SOURCE = ipaddress.IPv4Address("127.0.0.2")
 
 
 class WorkerFailed(Exception):
@@ -30,15 +42,45 @@ def split(items: Sequence[T], parts: int) -> list[list[T]]:
     return [list(items[n::parts]) for n in range(parts)]
 
 
+def ephemeral_ports() -> int:
+    """How many local ports one source address has for one server port."""
+    with open("/proc/sys/net/ipv4/ip_local_port_range") as ports:
+        low, high = (int(port) for port in ports.read().split())
+    return high - low + 1
+
+
+def sources_for(sockets: int, ports: int | None = None) -> int:
+    """The default number of source addresses for ``sockets`` open at once:
+    :data:`SOURCES`, or more if that many would need over 90% of an address's
+    ephemeral ports."""
+    ports = ephemeral_ports() if ports is None else ports
+    return max(SOURCES, math.ceil(sockets / (0.9 * ports)))
+
+
+def source_addresses(count: int, workers: int) -> list[list[str]]:
+    """``count`` addresses from :data:`FIRST_SOURCE` on, dealt to ``workers``;
+    with fewer addresses than workers, workers share them."""
+    if not 1 <= count <= 2**24 - 3:  # within 127.0.0.0/8, short of its broadcast
+        raise ValueError(f"cannot connect from {count} addresses of 127.0.0.0/8")
+    addresses = [str(FIRST_SOURCE + n) for n in range(count)]
+    if count < workers:
+        return [[addresses[n % count]] for n in range(workers)]
+    return split(addresses, workers)
+
+
 class Fleet:
-    def __init__(self, size: int) -> None:
+    def __init__(self, size: int, sources: int = SOURCES) -> None:
         context = multiprocessing.get_context("spawn")
         self.pipes: list[Connection] = []
         self.processes: list[BaseProcess] = []
+        self.sources = source_addresses(sources, size)
         for n in range(size):
             ours, theirs = context.Pipe()
             process = context.Process(
-                target=worker.main, args=(theirs, n), name=f"bench-worker-{n}", daemon=True
+                target=worker.main,
+                args=(theirs, n, self.sources[n]),
+                name=f"bench-worker-{n}",
+                daemon=True,
             )
             process.start()
             theirs.close()

@@ -62,8 +62,12 @@ def rows(results: Results) -> list[Row]:
         table += [
             _compare(results, "hold", f"hold {n}: KiB per session", "kib_per_session", 1,
                      "<= 1.2x starlette", lambda o, s: o <= 1.2 * s),
+            _compare(results, "hold", f"hold {n}: KiB per session, absolute", "kib_per_session",
+                     1, "<= 10", lambda o, s: o <= 10, relative=False),
             _compare(results, "hold", f"hold {n}: CPU us per heartbeat", "cpu_per_heartbeat",
                      1e6, "<= 1.5x starlette", lambda o, s: o <= 1.5 * s),
+            _compare(results, "hold", f"hold {n}: server CPU, cores", "cpu_share", 1,
+                     "<= 1 core", lambda o, s: o <= 1, relative=False),
             _compare(results, "hold", f"hold {n}: heartbeat p50 ms", "rtt_p50", 1e3),
             _compare(results, "hold", f"hold {n}: heartbeat p99 ms", "rtt_p99", 1e3,
                      "<= 50 ms", lambda o, s: o <= 0.050, relative=False),
@@ -119,6 +123,26 @@ def rows(results: Results) -> list[Row]:
             (f"cluster fan-out {int(k):,}: p99 ms", _fmt(fan["p99"], 1e3), "", "", "", "", ""),
         ]
     return table
+
+
+def census(figures: dict[str, Any], types: int = 20) -> str:
+    """Where a held session's memory goes (:func:`bench.census.per_session`)."""
+    lines = [
+        f"census of {figures['sessions']:,} sessions, per session: "
+        f"{figures['rss_bytes']:,.0f} B of resident memory; "
+        f"{figures['object_bytes']:,.0f} B in {figures['objects']:.1f} Python objects "
+        f"({figures['tracked_objects']:.1f} tracked by the collector); a full collection "
+        f"took {figures['full_collection_seconds'] * 1e3:,.0f} ms",
+        f"{'type':<60} {'objects':>8} {'bytes':>8}",
+    ]
+    for name, count, size in figures["types"][:types]:
+        lines.append(f"{name[:60]:<60} {count:>8.2f} {size:>8.0f}")
+    if "lines" in figures:
+        lines.append(f"traced allocations: {figures['traced_bytes']:,.0f} B per session")
+        lines.append(f"{'source line':<60} {'blocks':>8} {'bytes':>8}")
+        for line, size, count in figures["lines"]:
+            lines.append(f"{line[-60:]:<60} {count:>8.2f} {size:>8.0f}")
+    return "\n".join(lines)
 
 
 HEADER: Row = ("figure", "presence", "starlette", "websockets", "ratio st / ws", "target", "")

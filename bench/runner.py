@@ -16,20 +16,25 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import math
 import os
 import platform
 import secrets
 import sys
 import tempfile
 import time
+from collections import Counter
 from collections.abc import Iterator
 from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
+from presence.config import Config
+
 from . import population, report, scenarios
-from .fleet import Fleet
+from .fleet import SOURCES, Fleet, ephemeral_ports, source_addresses, sources_for
 from .servers import AdminApi, Postgres, Process, bare_server, presence_server, running
+from .worker import open_files_limit
 
 SCENARIOS = ("hold", "storm", "contention", "fanout", "bare", "cluster")
 QUICK = {"sessions": 200, "logins": 100, "contenders": 50, "fanout": "50,200",
@@ -37,6 +42,8 @@ QUICK = {"sessions": 200, "logins": 100, "contenders": 50, "fanout": "50,200",
 FULL = {"sessions": 10_000, "logins": 5_000, "contenders": 1_000, "fanout": "1000,10000",
         "rounds": 5, "interval": 10.0}  # fmt: skip
 HOLD_STEPS = (0.1, 0.25, 0.5, 1.0)  # of --sessions, the points of the plot
+#: Files a process opens besides its sockets (a server's database, listening socket, logs).
+SPARE_FILES = 64
 
 
 def parse(argv: list[str] | None) -> argparse.Namespace:
@@ -54,6 +61,20 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--window", type=float, help="seconds measured per hold step (interval)")
     parser.add_argument("--concurrency", type=int, default=100, help="logins in flight (100)")
     parser.add_argument("--workers", type=int, default=2, help="load generator processes (2)")
+    parser.add_argument(
+        "--sources",
+        type=int,
+        help="source addresses the workers connect from, 127.0.0.2 on "
+        f"({SOURCES}, more if their ephemeral ports would not do)",
+    )
+    parser.add_argument(
+        "--census",
+        action="store_true",
+        help="run the hold's node under bench.census: where a session's memory goes, by type",
+    )
+    parser.add_argument("--tracemalloc", type=int, default=0, metavar="FRAMES",
+                        help="with --census, also trace allocations (slows the node: "
+                             "its other figures do not count)")  # fmt: skip
     parser.add_argument("--scenarios", default=",".join(SCENARIOS),
                         help="which to run (default all): " + ",".join(SCENARIOS))  # fmt: skip
     parser.add_argument("--out", type=Path, default=Path("bench-results"),
@@ -68,7 +89,48 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     unknown = set(options.scenarios) - set(SCENARIOS)
     if unknown:
         parser.error(f"unknown scenarios {sorted(unknown)}")
+    if options.tracemalloc:
+        options.census = True
+    sockets = devices(options)
+    options.sources = options.sources or sources_for(sockets)
+    if not 1 <= options.sources <= 2**24 - 3:
+        parser.error("--sources must be from 1 to 2**24 - 3 (127.0.0.2 to 127.255.255.254)")
+    most = _most_per_address(sockets, options.sources, options.workers)
+    if most > ephemeral_ports():
+        parser.error(f"{most:,} sockets from one address, over its {ephemeral_ports():,} "
+                     "ephemeral ports: give more --sources")  # fmt: skip
+    # The node's cap on one address's connections, raised if its default is too low.
+    default_cap = Config().max_connections_per_address
+    options.per_address = most if most > default_cap else None
+    files = open_files_limit()
+    if sockets + SPARE_FILES > files:
+        parser.error(f"{sockets:,} sockets at once, but a server process may open only "
+                     f"{files:,} files (the hard RLIMIT_NOFILE, which only a process with "
+                     "CAP_SYS_RESOURCE may raise)")  # fmt: skip
+    if math.ceil(sockets / options.workers) + SPARE_FILES > files:
+        enough = math.ceil(sockets / (files - SPARE_FILES))
+        parser.error(f"{sockets:,} sockets over {options.workers} workers, each limited to "
+                     f"{files:,} files: give --workers {enough}")  # fmt: skip
     return options
+
+
+def devices(options: argparse.Namespace) -> int:
+    """The most sockets the fleet holds at once, in any scenario."""
+    most: int = max(options.sessions, options.logins, options.contenders, options.fanout[-1] + 1)
+    return most
+
+
+def _most_per_address(sockets: int, sources: int, workers: int) -> int:
+    """At most how many of ``sockets`` one of ``sources`` addresses may hold, as
+    the fleet deals them: each scenario step to the workers in turn (a worker
+    gets one more than another per step at most), each worker's over its own
+    addresses in turn."""
+    share = math.ceil(sockets / workers) + len(HOLD_STEPS)
+    load: Counter[str] = Counter()
+    for addresses in source_addresses(sources, workers):
+        for address in addresses:
+            load[address] += math.ceil(share / len(addresses))
+    return max(load.values())
 
 
 def machine() -> dict[str, Any]:
@@ -99,8 +161,13 @@ def main(argv: list[str] | None = None) -> int:
     started = time.monotonic()
     # Others' processes on the machine skew every figure: keep how busy it was.
     results["load_average_before"] = os.getloadavg()
+    results["open_files_limit"] = open_files_limit()
+    _say(f"{options.workers} workers connecting from {options.sources:,} addresses")
     try:
-        with tempfile.TemporaryDirectory(prefix="bench-") as tmp, _fleet(options.workers) as fleet:
+        with (
+            tempfile.TemporaryDirectory(prefix="bench-") as tmp,
+            _fleet(options.workers, options.sources) as fleet,
+        ):
             workdir = Path(tmp)
             run_single_node(fleet, workdir, options, results)
             if "bare" in options.scenarios:
@@ -114,6 +181,9 @@ def main(argv: list[str] | None = None) -> int:
     if results.get("hold"):
         report.plot(results, options.out / "heartbeat.png")
     print(report.table(results))
+    hold = results.get("hold", {}).get("presence", {})
+    if "census" in hold:
+        print("\n" + report.census(hold["census"]))
     print(f"\n{results['seconds']:.0f} s; results in {options.out}/")
     failed = _failed_checks(results)
     for failure in failed:
@@ -122,8 +192,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 @contextlib.contextmanager
-def _fleet(size: int) -> Iterator[Fleet]:
-    fleet = Fleet(size)
+def _fleet(size: int, sources: int) -> Iterator[Fleet]:
+    fleet = Fleet(size, sources)
     try:
         yield fleet
     finally:
@@ -139,7 +209,10 @@ def run_single_node(
 ) -> None:
     token = secrets.token_hex(16)
     database = f"sqlite:///{workdir / 'presence.db'}"
-    with running(presence_server(workdir, "presence", database, token)) as server:
+    census = workdir / "census" if options.census else None
+    node = presence_server(workdir, "presence", database, token, options.per_address, census,
+                           options.tracemalloc)  # fmt: skip
+    with running(node) as server:
         api = AdminApi(server.port, token)
         _say("provisioning domains, pools, users and tokens")
         made = time.monotonic()
@@ -243,8 +316,8 @@ def run_cluster(
             nodes = []
             for name in ("node-a", "node-b"):
                 try:  # a node that started is stopped with the stack, whatever follows
-                    nodes.append(stack.enter_context(running(
-                        presence_server(workdir, name, postgres.url(), token))))  # fmt: skip
+                    nodes.append(stack.enter_context(running(presence_server(
+                        workdir, name, postgres.url(), token, options.per_address))))  # fmt: skip
                 except RuntimeError as exc:
                     results["cluster"] = {"skipped": f"{name} did not start: {exc}"}
                     return

@@ -11,6 +11,7 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
+from . import census
 from .fleet import Fleet, split
 from .population import Hello
 from .servers import AdminApi, Process
@@ -54,8 +55,11 @@ def hold(
 
     At each step, once its sessions are connected and heartbeating, the window
     gives the heartbeat round trips, the server's CPU per heartbeat and its
-    resident memory growth per session since before the first connection.
+    resident memory growth per session since before the first connection. At
+    the last step, the source addresses the sessions came from and, for a
+    server run under :mod:`bench.census`, where the memory of a session goes.
     """
+    before = census.take(server.pid, server.census, 0) if server.census else None
     rss_before = server.rss_kib()
     points = []
     answers: dict[str, int] = {}
@@ -90,8 +94,20 @@ def hold(
             "rss_kib": server.rss_kib(),
             "kib_per_session": (server.rss_kib() - rss_before) / count,
         })  # fmt: skip
+    sources: dict[str, int] = {}
+    for used in fleet.call_all("sources_used", group="hold"):
+        for address, n in used.items():
+            sources[address] = sources.get(address, 0) + n
+    figures: dict[str, Any] = {
+        "answers": answers, "rss_before_kib": rss_before, "points": points, **points[-1],
+        "sources": len(sources), "most_per_source": max(sources.values(), default=0),
+        "open_at_end": sum(sources.values()),
+    }  # fmt: skip
+    if before is not None and server.census is not None:
+        after = census.take(server.pid, server.census, 1)
+        figures["census"] = census.per_session(before, after, steps[-1])
     fleet.call_all("close", group="hold")
-    return {"answers": answers, "rss_before_kib": rss_before, "points": points, **points[-1]}
+    return figures
 
 
 def storm(

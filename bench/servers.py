@@ -48,6 +48,7 @@ class Process:
         self.name = name
         self.port = int(command[command.index("--port") + 1])
         self.log = log
+        self.census: Path | None = None  # where it writes censuses (bench.census)
         with log.open("wb") as out:
             self.popen = subprocess.Popen(
                 command,
@@ -96,13 +97,31 @@ class Process:
                 self.popen.wait()
 
 
-def presence_server(workdir: Path, name: str, database: str, admin_token: str) -> Process:
+def presence_server(
+    workdir: Path,
+    name: str,
+    database: str,
+    admin_token: str,
+    per_address: int | None = None,
+    census: Path | None = None,
+    tracemalloc: int = 0,
+) -> Process:
+    """``python -m presence serve``; ``per_address``: its cap on one address's
+    connections if not the default; ``census``: run it under :mod:`bench.census`,
+    writing there (tracing allocations ``tracemalloc`` frames deep if not 0)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("PRESENCE_")}
     env["PRESENCE_ADMIN_TOKEN"] = admin_token
+    if per_address is not None:
+        env["PRESENCE_MAX_CONNECTIONS_PER_ADDRESS"] = str(per_address)
     port = free_port()
-    command = [sys.executable, "-m", "presence", "serve", "--database", database,
-               "--port", str(port)]  # fmt: skip
+    command = [sys.executable, "-m", "presence"]
+    if census is not None:
+        census.mkdir(parents=True, exist_ok=True)
+        command = [sys.executable, "-m", "bench.census", "--out", str(census),
+                   "--tracemalloc", str(tracemalloc), "--"]  # fmt: skip
+    command += ["serve", "--database", database, "--port", str(port)]
     process = Process(name, command, env, workdir / f"{name}.log")
+    process.census = census
     process.wait_listening()
     return process
 

@@ -23,9 +23,6 @@ from .client import Closed, Message, Socket
 
 #: How long a reply may take before the worker counts it as lost.
 ANSWER_TIMEOUT = 30.0
-#: Source addresses per worker: a node caps the connections of one address, and
-#: real devices come from many (2 workers, 10,000 sessions: 20 per address).
-ADDRESSES = 250
 
 
 def raise_open_files() -> None:
@@ -34,18 +31,25 @@ def raise_open_files() -> None:
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 
 
-def main(conn: Connection, index: int) -> None:
-    """The entry point of worker ``index``."""
+def open_files_limit() -> int:
+    """The most files a process of ours may open (the hard limit, which
+    :func:`raise_open_files` makes the soft one)."""
+    return resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+
+
+def main(conn: Connection, index: int, sources: list[str]) -> None:
+    """The entry point of worker ``index``, connecting from ``sources`` in turn."""
     import uvloop
 
     raise_open_files()
-    uvloop.run(Worker(conn, index).serve())
+    uvloop.run(Worker(conn, index, sources).serve())
 
 
 class Worker:
-    def __init__(self, conn: Connection, index: int) -> None:
+    def __init__(self, conn: Connection, index: int, sources: list[str]) -> None:
         self.conn = conn
         self.index = index
+        self.sources = sources
         self.opened = 0
         self.groups: dict[str, list[Socket]] = {}
         self.beats: set[asyncio.Task[None]] = set()
@@ -89,9 +93,9 @@ class Worker:
                 self._enough.set()
 
     def _local_host(self) -> str:
-        """The next of this worker's :data:`ADDRESSES` source addresses, in turn."""
+        """The next of this worker's source addresses, in turn."""
         self.opened += 1
-        return f"127.{self.index + 1}.0.{self.opened % ADDRESSES + 1}"
+        return self.sources[self.opened % len(self.sources)]
 
     # Commands.
 
@@ -215,6 +219,15 @@ class Worker:
 
     async def count(self, groups: list[str]) -> int:
         return sum(len(self.groups.get(group, [])) for group in groups)
+
+    async def sources_used(self, group: str) -> dict[str, int]:
+        """The open sockets of ``group`` per local address, as the kernel bound them."""
+        counts: dict[str, int] = {}
+        for socket in self.groups.get(group, []):
+            if socket.transport is not None and not socket.closed:
+                address = socket.transport.get_extra_info("sockname")[0]
+                counts[address] = counts.get(address, 0) + 1
+        return counts
 
     async def close(self, group: str) -> None:
         for socket in self.groups.pop(group, []):
