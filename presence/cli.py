@@ -11,6 +11,7 @@ import functools
 import gc
 import logging
 import os
+import resource
 import secrets
 import signal
 import socket
@@ -47,6 +48,9 @@ UVICORN_SETTINGS: dict[str, Any] = {
 }
 #: Allocations between collections of the youngest objects (Python: 700).
 GC_THRESHOLD = 10_000
+#: The open-files limit asked for when the hard limit is unlimited (Linux's
+#: default fs.nr_open).
+MAX_OPEN_FILES = 1 << 20
 
 
 class _Server(uvicorn.Server):
@@ -188,6 +192,18 @@ def _parser(defaults: Config) -> argparse.ArgumentParser:
     return parser  # fmt: skip
 
 
+def raise_open_files_limit() -> int:
+    """Let this process open as many files as it may (each device's connection
+    is one; the soft limit is often 1,024): the soft limit up to the hard one.
+    Return the limit now."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = MAX_OPEN_FILES if hard == resource.RLIM_INFINITY else hard
+    if soft != resource.RLIM_INFINITY and soft < wanted:
+        with contextlib.suppress(ValueError, OSError):  # the system allows less: keep soft
+            resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
+    return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+
+
 def main(argv: list[str] | None = None) -> None:
     defaults = Config.from_env(os.environ)
     args = _parser(defaults).parse_args(argv)
@@ -268,6 +284,8 @@ def _run_node(
         app.node,
         background,
     )
+    files = raise_open_files_limit()
+    logger.info("presence: up to %d open files (each device's connection is one)", files)
     # Sessions are long-lived objects: leave the code's objects out of every
     # collection, and collect young objects less often (docs/PERFORMANCE.md).
     gc.freeze()
