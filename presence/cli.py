@@ -285,7 +285,7 @@ def _run_node(
         background,
     )
     files = raise_open_files_limit()
-    logger.info("presence: up to %d open files (each device's connection is one)", files)
+    print(f"presence: up to {files:,} open files (a device's connection is one)", flush=True)
     # Sessions are long-lived objects: leave the code's objects out of every
     # collection, and collect young objects less often (docs/PERFORMANCE.md).
     gc.freeze()
