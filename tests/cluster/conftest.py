@@ -2,9 +2,9 @@
 
 Each test gets a new database on the session's PostgreSQL server and two
 `python -m presence serve` processes on it (`servers.ServerProcess`), A and B,
-with a short lease TTL (`lease_ttl`, a fixture a module may override). A test
-may kill or pause a node; whatever state it leaves them in, they are stopped
-at the end. `on_a` and `on_b` are the
+with a short lease TTL (`lease_ttl`) and more environment (`node_env`),
+fixtures a module may override. A test may kill or pause a node; whatever
+state it leaves them in, they are stopped at the end. `on_a` and `on_b` are the
 black-box clients of `tests/server/client.py`, one per node.
 """
 
@@ -35,7 +35,15 @@ def lease_ttl() -> float:
 
 
 @pytest.fixture
-def cluster(postgres: PostgresServer, tmp_path: Path, lease_ttl: float) -> Iterator[Cluster]:
+def node_env() -> dict[str, str]:
+    """More environment for the nodes; a test module may override this fixture."""
+    return {}
+
+
+@pytest.fixture
+def cluster(
+    postgres: PostgresServer, tmp_path: Path, lease_ttl: float, node_env: dict[str, str]
+) -> Iterator[Cluster]:
     database_url = postgres.create_database()
     admin_token = new_admin_token()
     nodes = [
@@ -44,6 +52,7 @@ def cluster(postgres: PostgresServer, tmp_path: Path, lease_ttl: float) -> Itera
             database=database_url,
             admin_token=admin_token,
             lease_ttl=lease_ttl,
+            env=node_env,
         )
         for name in "ab"
     ]

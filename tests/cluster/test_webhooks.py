@@ -26,10 +26,9 @@ from pathlib import Path
 
 import httpx
 import pytest
-from pg import PostgresServer
 from reliability.webhooks import HOOK, RESUMED_AFTER, Kill, check, drain
 from server.client import Domain, Harness, Message
-from servers import ServerProcess, new_admin_token, running
+from servers import ServerProcess
 from webhooks.hooks import (
     ReceiverProcess,
     Webhooks,
@@ -60,33 +59,9 @@ PACE = 0.05
 
 
 @pytest.fixture
-def webhook_env() -> dict[str, str]:
-    """The nodes' environment; a test may parametrize it."""
+def node_env() -> dict[str, str]:
+    """The nodes' environment (the cluster fixture's); a test may parametrize it."""
     return ALLOW_PRIVATE
-
-
-@pytest.fixture
-def cluster(
-    postgres: PostgresServer, tmp_path: Path, lease_ttl: float, webhook_env: dict[str, str]
-) -> Iterator[Cluster]:
-    """The cluster of `conftest.py`, with `webhook_env` in the nodes' environment."""
-    database_url = postgres.create_database()
-    admin_token = new_admin_token()
-    nodes = [
-        ServerProcess(
-            tmp_path / f"node-{name}",
-            database=database_url,
-            admin_token=admin_token,
-            lease_ttl=lease_ttl,
-            env=webhook_env,
-        )
-        for name in "ab"
-    ]
-    try:
-        with running(*nodes):
-            yield Cluster(*nodes)
-    finally:
-        postgres.drop_database(database_url)
 
 
 @pytest.fixture
@@ -287,7 +262,7 @@ async def test_the_other_node_takes_over_a_killed_deliverer_within_lease_ttl(
     assert await delivered_count(survivor) > before, "the survivor delivered nothing"
 
 
-@pytest.mark.parametrize("webhook_env", [HANG_ENV], ids=["timeout-2s"])
+@pytest.mark.parametrize("node_env", [HANG_ENV], ids=["timeout-2s"])
 @pytest.mark.parametrize("lease_ttl", [HANG_LEASE_TTL], ids=["ttl-6s"])
 async def test_one_attempt_in_flight_at_a_time_with_both_nodes(setup: Setup) -> None:
     receiver = setup.receiver
@@ -311,7 +286,7 @@ async def test_one_attempt_in_flight_at_a_time_with_both_nodes(setup: Setup) -> 
     assert sum(verdict.duplicates.values()) == 0, verdict.duplicates
 
 
-@pytest.mark.parametrize("webhook_env", [HANG_ENV], ids=["retry-scale-0.001"])
+@pytest.mark.parametrize("node_env", [HANG_ENV], ids=["retry-scale-0.001"])
 async def test_the_other_node_carries_on_the_retries_of_a_killed_deliverer(
     setup: Setup, lease_ttl: float
 ) -> None:
