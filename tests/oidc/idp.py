@@ -32,27 +32,19 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # tests/, when run as a script
+from httpserver import BadRequest, read_request  # noqa: E402
+
 MODES = ("ok", "down", "hang")
 DISCOVERY = "/.well-known/openid-configuration"
 JWKS = "/jwks"
 REASONS = {200: "OK", 400: "Bad Request", 404: "Not Found", 503: "Service Unavailable"}
-
-
-class BadRequest(Exception):
-    """The peer sent something that is not an HTTP/1.1 request."""
-
-
-@dataclass
-class Request:
-    method: str
-    path: str
-    headers: dict[str, str]
-    body: bytes
 
 
 @dataclass
@@ -135,37 +127,6 @@ class Provider:
             pass
         finally:
             writer.close()
-
-
-async def read_request(
-    reader: asyncio.StreamReader, writer: asyncio.StreamWriter
-) -> Request | None:
-    """The next request of a connection, or None when the peer closed it between requests."""
-    line = await reader.readline()
-    if not line:
-        return None
-    try:
-        method, target, _version = line.decode("latin-1").split()
-    except ValueError:
-        raise BadRequest(line) from None
-    headers: dict[str, str] = {}
-    while (header := await reader.readline()) not in (b"\r\n", b"\n"):
-        if not header:
-            raise BadRequest("end of headers missing")
-        name, _, value = header.decode("latin-1").partition(":")
-        headers[name.strip().lower()] = value.strip()
-    if headers.get("expect", "").lower() == "100-continue":
-        writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
-    if headers.get("transfer-encoding", "").lower() == "chunked":
-        body = b""
-        while size := int((await reader.readline()).split(b";")[0], 16):
-            body += await reader.readexactly(size)
-            await reader.readexactly(2)
-        while (await reader.readline()) not in (b"\r\n", b"\n", b""):
-            pass
-    else:
-        body = await reader.readexactly(int(headers.get("content-length", "0")))
-    return Request(method, target, headers, body)
 
 
 async def respond(
