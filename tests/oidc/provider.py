@@ -22,7 +22,6 @@ import base64
 import hashlib
 import hmac
 import json
-import signal
 import subprocess
 import sys
 import time
@@ -32,6 +31,7 @@ from dataclasses import KW_ONLY, dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
+import controlled
 import httpx
 import jwt
 from cryptography.hazmat.primitives import serialization
@@ -213,31 +213,14 @@ class IdentityProvider:
             sys.executable, str(IDP), "--port", str(self.port),
             "--control-port", str(self.control_port), "--jwks", str(initial), "--mode", mode,
         ]  # fmt: skip
-        with (self.workdir / "idp.err").open("ab") as err:
-            self.process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=err)
-        deadline = time.monotonic() + IDP_STARTUP
-        with httpx.Client(trust_env=False, timeout=1.0) as http:
-            while time.monotonic() < deadline:
-                assert self.process.poll() is None, (
-                    f"IdP exited: {(self.workdir / 'idp.err').read_text()}"
-                )
-                try:
-                    if http.get(self.control).status_code == 200:
-                        return
-                except httpx.TransportError:
-                    pass
-                time.sleep(POLL)
-        raise AssertionError(f"IdP not up within {IDP_STARTUP:g} s")
+        self.process = controlled.start(
+            command, self.workdir / "idp.err", self.control, IDP_STARTUP
+        )
 
     def stop(self) -> None:
         if self.running:
             assert self.process is not None
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(5)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+            controlled.stop(self.process)
 
     async def _control(self, body: Message | None = None) -> Message:
         async with httpx.AsyncClient(trust_env=False, timeout=5.0) as http:

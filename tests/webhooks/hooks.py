@@ -12,16 +12,15 @@ from __future__ import annotations
 
 import asyncio
 import json
-import signal
 import subprocess
 import sys
-import time
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import KW_ONLY, dataclass, field
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
+import controlled
 import httpx
 from server.client import Device, Domain, Harness, Member, Message, ok, parse_utc
 from servers import free_port
@@ -154,32 +153,15 @@ class ReceiverProcess:
             sys.executable, str(RECEIVER), "--port", str(self.port),
             "--control-port", str(self.control_port), "--log", str(self.log), "--mode", mode,
         ]  # fmt: skip
-        with (self.workdir / "receiver.err").open("ab") as err:
-            self.process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=err)
-        deadline = time.monotonic() + RECEIVER_STARTUP
-        with httpx.Client(trust_env=False, timeout=1.0) as http:
-            while time.monotonic() < deadline:
-                assert self.process.poll() is None, (
-                    f"receiver exited: {(self.workdir / 'receiver.err').read_text()}"
-                )
-                try:
-                    if http.get(self.control).status_code == 200:
-                        return
-                except httpx.TransportError:
-                    pass
-                time.sleep(POLL)
-        raise AssertionError(f"receiver not up within {RECEIVER_STARTUP:g} s")
+        self.process = controlled.start(
+            command, self.workdir / "receiver.err", self.control, RECEIVER_STARTUP
+        )
 
     def stop(self) -> None:
         """SIGTERM and wait; the port is free again when this returns."""
         if self.running:
             assert self.process is not None
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(5)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+            controlled.stop(self.process)
 
     def kill(self) -> None:
         if self.running:
