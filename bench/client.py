@@ -33,13 +33,15 @@ class Closed(Exception):
 
 
 class Socket(asyncio.Protocol):
-    """One client connection; :meth:`request` sends a frame and awaits the answer."""
+    """One client connection; :meth:`request` sends a frame and awaits the answer.
+    ``ended`` is done once the connection is gone, whoever closed it."""
 
     def __init__(self, url: str, listener: Listener | None = None) -> None:
         self.protocol = ClientProtocol(parse_uri(url), max_size=None)
         self.listener = listener
         self.transport: asyncio.Transport | None = None
         self.opened: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self.ended: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self.closed = False
         self._types: frozenset[str] = frozenset()
         self._buffer = bytearray()  # frames read after the handshake, not yet whole
@@ -99,7 +101,9 @@ class Socket(asyncio.Protocol):
         self.protocol.receive_data(data)
         for event in self.protocol.events_received():
             if isinstance(event, Response):
-                if self.protocol.handshake_exc is not None:
+                if self.opened.cancelled():  # whoever opened it stopped waiting
+                    self.close()
+                elif self.protocol.handshake_exc is not None:
                     self.opened.set_exception(self.protocol.handshake_exc)
                 else:
                     self.opened.set_result(None)
@@ -109,6 +113,7 @@ class Socket(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
+        self.ended.set_result(None)
         if not self.opened.done():
             self.opened.set_exception(exc or Closed("the handshake did not complete"))
         if self._waiter is not None and not self._waiter.done():

@@ -29,15 +29,16 @@ def hello(token: str, device_id: str, kind: str = "desktop") -> Hello:
     return {"type": "hello", "token": token, "device": {"id": device_id, "kind": kind}}
 
 
-def tenants(api: AdminApi, sessions: int) -> tuple[list[Hello], list[str]]:
-    """Tenant domains for ``sessions`` held sessions: their hellos, named and seat
-    interleaved so that every step of the hold has both kinds, and the seat
-    users' tokens."""
+def tenants(
+    api: AdminApi, sessions: int, size: int = TENANT_SESSIONS, name: str = "tenant"
+) -> tuple[list[Hello], list[str]]:
+    """Tenant domains of ``size`` sessions for ``sessions`` held sessions (named
+    ``name-0``, ``name-1``...): their hellos, named and seat interleaved so that
+    every step of the hold has both kinds, and the seat users' tokens."""
     held: list[Hello] = []
     seat_users: list[str] = []
-    for tenant, start in enumerate(range(0, sessions, TENANT_SESSIONS)):
-        size = min(TENANT_SESSIONS, sessions - start)
-        named, seat, tokens = _tenant(api, f"tenant-{tenant}", size)
+    for tenant, start in enumerate(range(0, sessions, size)):
+        named, seat, tokens = _tenant(api, f"{name}-{tenant}", min(size, sessions - start))
         for n in range(max(len(named), len(seat))):
             held.extend(named[n : n + 1] + seat[n : n + 1])
         seat_users.extend(tokens)

@@ -37,10 +37,14 @@ from .servers import AdminApi, Postgres, Process, bare_server, presence_server, 
 from .worker import open_files_limit
 
 SCENARIOS = ("hold", "storm", "contention", "fanout", "bare", "cluster")
-QUICK = {"sessions": 200, "logins": 100, "contenders": 50, "fanout": "50,200",
+QUICK = {"sessions": 200, "logins": 100, "cluster_devices": 200, "contenders": 50,
+         "fanout": "50,200",
          "rounds": 1, "interval": 0.5}  # fmt: skip
-FULL = {"sessions": 10_000, "logins": 5_000, "contenders": 1_000, "fanout": "1000,10000",
+FULL = {"sessions": 10_000, "logins": 5_000, "cluster_devices": 10_000, "contenders": 1_000,
+        "fanout": "1000,10000",
         "rounds": 5, "interval": 10.0}  # fmt: skip
+#: Domains the second and third cluster storms are spread over.
+CLUSTER_DOMAINS = 20
 HOLD_STEPS = (0.1, 0.25, 0.5, 1.0)  # of --sessions, the points of the plot
 #: Files a process opens besides its sockets (a server's database, listening socket, logs).
 SPARE_FILES = 64
@@ -53,6 +57,8 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
                             f"--{k} {v}" for k, v in QUICK.items()))  # fmt: skip
     parser.add_argument("--sessions", type=int, help="sessions held (10,000)")
     parser.add_argument("--logins", type=int, help="logins of the storm (5,000)")
+    parser.add_argument("--cluster-devices", type=int,
+                        help="devices of each cluster storm (10,000)")  # fmt: skip
     parser.add_argument("--contenders", type=int, help="users racing for the seats (1,000)")
     parser.add_argument("--seats", type=int, default=10, help="seats they race for (10)")
     parser.add_argument("--fanout", help="subscriber counts, comma-separated (1000,10000)")
@@ -116,7 +122,10 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
 
 def devices(options: argparse.Namespace) -> int:
     """The most sockets the fleet holds at once, in any scenario."""
-    most: int = max(options.sessions, options.logins, options.contenders, options.fanout[-1] + 1)
+    most: int = max(
+        options.sessions, options.logins, options.contenders, options.fanout[-1] + 1,
+        options.cluster_devices if "cluster" in options.scenarios else 0,
+    )  # fmt: skip
     return most
 
 
@@ -322,20 +331,31 @@ def run_cluster(
                     results["cluster"] = {"skipped": f"{name} did not start: {exc}"}
                     return
             api = AdminApi(nodes[0].port, token)
-            _say("cluster: provisioning on PostgreSQL")
-            _, seat_users = population.tenants(api, 2 * options.logins)
+            devices = options.cluster_devices
+            _say(f"cluster: provisioning on PostgreSQL ({devices:,} devices in one domain, "
+                 f"{devices:,} in {CLUSTER_DOMAINS})")  # fmt: skip
+            crowd, _ = population.tenants(api, devices, size=devices, name="crowd")
+            spread, _ = population.tenants(
+                api, devices, size=math.ceil(devices / CLUSTER_DOMAINS), name="spread"
+            )
             fan_devices = options.fanout[-1] - _boards(options.fanout[-1])
             holder, fans, board_token = population.fan(api, fan_devices)
-            hellos = [population.hello(t, f"storm-{n}") for n, t in enumerate(seat_users)]
-            _say(f"cluster: login storm of {options.logins:,} over two nodes")
-            postgres_before = postgres.cpu()
-            storm = scenarios.storm(
-                fleet, nodes, hellos[: options.logins], options.concurrency, options.interval
-            )
-            storm["postgres_cpu_per_login"] = (postgres.cpu() - postgres_before) / options.logins
-            scenarios.settle(api)
+            storms = {}
+            for name, servers, hellos in (
+                ("one domain, 2 nodes", nodes, crowd),
+                (f"{CLUSTER_DOMAINS} domains, 1 node", nodes[:1], spread),
+                (f"{CLUSTER_DOMAINS} domains, 2 nodes", nodes, spread),
+            ):
+                _say(f"cluster: login storm of {len(hellos):,}, {name}")
+                postgres_before = postgres.cpu()
+                storm = scenarios.storm(
+                    fleet, servers, hellos, options.concurrency, options.interval
+                )
+                storm["postgres_cpu_per_login"] = (postgres.cpu() - postgres_before) / len(hellos)
+                storms[name] = storm
+                scenarios.settle(api)
             fanout = _fanouts(fleet, nodes, holder, fans, board_token, options)
-            results["cluster"] = {"storm": storm, "fanout": fanout}
+            results["cluster"] = {"storms": storms, "fanout": fanout}
             api.close()
     finally:
         postgres.stop()
@@ -350,8 +370,8 @@ def _failed_checks(results: dict[str, Any]) -> list[str]:
                       f"refused {race['refused']}")  # fmt: skip
     logins = [(f"{scenario} on {server}", figures) for scenario in ("hold", "storm")
               for server, figures in results.get(scenario, {}).items()]  # fmt: skip
-    if "storm" in results.get("cluster", {}):
-        logins.append(("cluster storm", results["cluster"]["storm"]))
+    for name, storm in results.get("cluster", {}).get("storms", {}).items():
+        logins.append((f"cluster storm, {name}", storm))
     for name, figures in logins:
         if set(figures["answers"]) != {"welcome"}:
             failed.append(f"{name}: answers {figures['answers']}")

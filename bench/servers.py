@@ -87,6 +87,11 @@ class Process:
                     return int(line.split()[1])
         raise RuntimeError("no VmRSS in /proc status")
 
+    def kill(self) -> None:
+        """SIGKILL, as a crash: the server frees nothing and tells no one."""
+        self.popen.kill()
+        self.popen.wait()
+
     def stop(self) -> None:
         if self.popen.poll() is None:
             self.popen.send_signal(signal.SIGTERM)
@@ -105,11 +110,14 @@ def presence_server(
     per_address: int | None = None,
     census: Path | None = None,
     tracemalloc: int = 0,
+    settings: dict[str, str] | None = None,
 ) -> Process:
     """``python -m presence serve``; ``per_address``: its cap on one address's
     connections if not the default; ``census``: run it under :mod:`bench.census`,
-    writing there (tracing allocations ``tracemalloc`` frames deep if not 0)."""
+    writing there (tracing allocations ``tracemalloc`` frames deep if not 0);
+    ``settings``: more ``PRESENCE_*`` variables."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("PRESENCE_")}
+    env.update(settings or {})
     env["PRESENCE_ADMIN_TOKEN"] = admin_token
     if per_address is not None:
         env["PRESENCE_MAX_CONNECTIONS_PER_ADDRESS"] = str(per_address)

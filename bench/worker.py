@@ -15,9 +15,15 @@ import random
 import resource
 import time
 import traceback
+from collections import Counter
+from dataclasses import dataclass, field
 from functools import partial
 from multiprocessing.connection import Connection
 from typing import Any
+
+from websockets.exceptions import InvalidHandshake
+
+from presence.client.login import MAX_DOUBLINGS
 
 from .client import Closed, Message, Socket
 
@@ -45,6 +51,44 @@ def main(conn: Connection, index: int, sources: list[str]) -> None:
     uvloop.run(Worker(conn, index, sources).serve())
 
 
+@dataclass(frozen=True)
+class Backoff:
+    """How a device tries again, as :class:`presence.client.Client` does with its
+    defaults: before each try after a failed one (and before the first after a lost
+    connection), a wait drawn from 0 to a bound that starts at ``first_delay`` and
+    doubles with each failed try up to ``max_delay``. ``timeout`` bounds the opening
+    of a connection, and then the wait for the answer to hello."""
+
+    first_delay: float = 0.5
+    max_delay: float = 20.0
+    timeout: float = 10.0
+
+    def delay(self, waits: int) -> float:
+        """The wait before a try, after ``waits`` waits since the last welcome."""
+        return random.uniform(
+            0, min(self.max_delay, self.first_delay * 2 ** min(waits, MAX_DOUBLINGS))
+        )
+
+
+@dataclass
+class Device:
+    """A device of :meth:`Worker.join`: the hello it logs in with each time, the
+    licenses of its welcomes, when it lost its connection, and how its tries
+    since the last count went."""
+
+    hello: Message
+    socket: Socket | None = None
+    welcomes: list[tuple[float, Message]] = field(default_factory=list)  # stamp, license
+    lost: float | None = None
+    tries: int = 0
+    failures: Counter[str] = field(default_factory=Counter)  # an error's code, or an exception
+
+    def report(self) -> dict[str, Any]:
+        holding = self.socket is not None and not self.socket.closed
+        return {"welcomes": self.welcomes, "lost": self.lost, "tries": self.tries,
+                "failures": dict(self.failures), "holding": holding}  # fmt: skip
+
+
 class Worker:
     def __init__(self, conn: Connection, index: int, sources: list[str]) -> None:
         self.conn = conn
@@ -61,6 +105,8 @@ class Worker:
         self._awaited: int | None = None  # the ``free`` of the change awaited
         self._heard: dict[int, set[int]] = {}  # per ``free``, the sockets that heard it
         self._wanted = 0
+        self.devices: list[Device] = []
+        self.returns: list[asyncio.Task[None]] = []  # of the devices, after a lost connection
 
     async def serve(self) -> None:
         loop = asyncio.get_running_loop()
@@ -232,6 +278,103 @@ class Worker:
     async def close(self, group: str) -> None:
         for socket in self.groups.pop(group, []):
             socket.close()
+
+    async def join(
+        self, port: int, hellos: list[Message], concurrency: int, beat: float, backoff: Backoff
+    ) -> list[dict[str, Any]]:
+        """Log in a :class:`Device` per hello, ``concurrency`` at once, each trying with
+        ``backoff`` until welcomed, then heartbeating every ``beat``.
+
+        Returns each device's :meth:`Device.report`, in the order of ``hellos``.
+        """
+        limit = asyncio.Semaphore(concurrency)
+        devices = [Device(hello) for hello in hellos]
+        self.devices += devices
+
+        async def one(device: Device) -> None:
+            async with limit:
+                await self._welcome(device, port, beat, backoff, waits=None)
+
+        await asyncio.gather(*(one(device) for device in devices))
+        return [device.report() for device in devices]
+
+    async def rejoin(self, port: int, beat: float, backoff: Backoff) -> None:
+        """From now on, each device whose connection is lost logs in again on ``port``,
+        once, with the same hello, by ``backoff``; their tries are counted afresh."""
+        for device in self.devices:
+            device.tries = 0
+            device.failures.clear()
+            self.returns.append(asyncio.create_task(self._return(device, port, beat, backoff)))
+
+    async def rejoined(self, until: float) -> None:
+        """Wait until every device of :meth:`rejoin` is welcomed again, or until the
+        monotonic time ``until``: those not back by then stop trying."""
+        if self.returns:
+            _, late = await asyncio.wait(self.returns, timeout=max(0.0, until - time.monotonic()))
+            for task in late:
+                task.cancel()
+            await asyncio.wait(self.returns)
+            for task in self.returns:  # what failed in the worker, not in the server
+                if not task.cancelled():
+                    task.result()
+
+    async def leave(self) -> list[dict[str, Any]]:
+        """Close every device's connection, for good; each device's :meth:`Device.report`
+        from just before."""
+        reports = [device.report() for device in self.devices]
+        for task in self.returns:
+            task.cancel()
+        for device in self.devices:
+            if device.socket is not None:
+                device.socket.close()
+        self.devices, self.returns = [], []
+        return reports
+
+    async def _return(self, device: Device, port: int, beat: float, backoff: Backoff) -> None:
+        assert device.socket is not None
+        await device.socket.ended
+        device.lost = time.monotonic()
+        await self._welcome(device, port, beat, backoff, waits=0)
+
+    async def _welcome(
+        self, device: Device, port: int, beat: float, backoff: Backoff, waits: int | None
+    ) -> None:
+        """Try until welcomed, waiting by ``backoff`` before each try (but the first,
+        if ``waits`` is None: a first login), then heartbeat."""
+        while True:
+            if waits is not None:
+                await asyncio.sleep(backoff.delay(waits))
+            waits = 0 if waits is None else waits + 1
+            device.tries += 1
+            failure = await self._try(device, port, backoff.timeout)
+            if failure is None:
+                break
+            device.failures[failure] += 1
+        assert device.socket is not None
+        self.beats.add(asyncio.create_task(self._beat(device.socket, beat)))
+
+    async def _try(self, device: Device, port: int, timeout: float) -> str | None:
+        """One connection and hello: None once welcomed, else what went wrong (the
+        error's code, or the name of the exception)."""
+        socket = None
+        try:
+            async with asyncio.timeout(timeout):
+                socket = await Socket.open(
+                    "127.0.0.1", port, "/ws/device", None, self._local_host()
+                )
+            _, answer = socket.request(device.hello, "welcome", "error")
+            async with asyncio.timeout(timeout):
+                stamp, message = await answer
+        except (OSError, Closed, InvalidHandshake) as exc:  # refused, closed, timed out
+            if socket is not None:
+                socket.close()
+            return type(exc).__name__ + (" (connecting)" if socket is None else " (hello)")
+        if message["type"] == "error":
+            socket.close()
+            return str(message["code"])
+        device.socket = socket
+        device.welcomes.append((stamp, message["license"]))
+        return None
 
     async def cpu(self) -> float:
         """This process's CPU seconds so far."""

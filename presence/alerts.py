@@ -52,7 +52,7 @@ async def _observe(tx: Tx, seen: Pool) -> None:
     if pool is None:
         return
     state = await tx.alert_state(pool.domain_id, pool.id)
-    occupied = len(await tx.leases(pool.domain_id, pool=pool.id))
+    occupied = len(await tx.leases(pool.domain_id, pools=[pool.id]))
     after, logged = alerts.observe(pool, state, occupied, await tx.now())
     if after != state:
         await tx.set_alert_state(pool.domain_id, pool.id, after)

@@ -42,6 +42,7 @@ BACKGROUND_STOP_TIMEOUT = 5.0
 #: spend about half the CPU of asyncio's loop and h11 per heartbeat and per
 #: login; WebSockets are the node's own (``web/http.py``): docs/PERFORMANCE.md.
 UVICORN_SETTINGS: dict[str, Any] = {
+    "backlog": workers.LISTEN_BACKLOG,
     "loop": "uvloop",
     "log_level": "info",
     "timeout_graceful_shutdown": 5,
@@ -66,6 +67,10 @@ class _Server(uvicorn.Server):
 
     async def startup(self, sockets: list[socket.socket] | None = None) -> None:
         await super().startup(sockets)
+        # What start-up made (the code, the app, the node's store and tasks) lives
+        # as long as the process: out of every collection, so that a full one
+        # scans the sessions only (docs/PERFORMANCE.md).
+        gc.freeze()
         if self.background is not None and not self.should_exit:
             self._job = asyncio.create_task(self._run_background(self.background))
 
@@ -286,9 +291,8 @@ def _run_node(
     )
     files = raise_open_files_limit()
     print(f"presence: up to {files:,} open files (a device's connection is one)", flush=True)
-    # Sessions are long-lived objects: leave the code's objects out of every
-    # collection, and collect young objects less often (docs/PERFORMANCE.md).
-    gc.freeze()
+    # Sessions are long-lived objects: collect young objects less often
+    # (docs/PERFORMANCE.md).
     gc.set_threshold(GC_THRESHOLD)
     server.run(sockets)
 

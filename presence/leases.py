@@ -11,11 +11,12 @@ end or to welcome).
 from __future__ import annotations
 
 import uuid
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 
 from . import notes
 from .core import alerts, rules, seats
-from .core.model import Domain, Event, Identity, Lease, Pool, QueueSample, User
+from .core.model import Domain, Event, Identity, Lease, Pool, QueueSample, User, Waiter
 from .core.seats import Decisions, Dequeued, Ended, Enqueued, Granted, PoolBook, Refusal, Updated
 from .metrics import METRICS
 from .storage import StoredEvent, Tx
@@ -26,9 +27,36 @@ async def load_book(tx: Tx, pool: Pool) -> PoolBook:
     """A pool's seats as they are now; call inside the domain's transaction."""
     return PoolBook(
         pool,
-        await tx.leases(pool.domain_id, pool=pool.id),
-        await tx.waiters(pool.domain_id, pool.id),
+        await tx.leases(pool.domain_id, pools=[pool.id]),
+        await tx.waiters(pool.domain_id, [pool.id]),
     )
+
+
+async def load_books(tx: Tx, domain_id: str, pool_ids: Collection[str]) -> dict[str, PoolBook]:
+    """The books of some pools of a domain, by id (a pool that is gone has none),
+    in three statements whatever their number."""
+    pools = {pool.id: pool for pool in await tx.pools(domain_id) if pool.id in pool_ids}
+    held: dict[str, list[Lease]] = {pool_id: [] for pool_id in pools}
+    waiting: dict[str, list[Waiter]] = {pool_id: [] for pool_id in pools}
+    if pools:
+        for lease in await tx.leases(domain_id, pools=pools):
+            held[lease.pool or ""].append(lease)
+        for waiter in await tx.waiters(domain_id, pools):
+            waiting[waiter.pool].append(waiter)
+    return {id_: PoolBook(pool, held[id_], waiting[id_]) for id_, pool in pools.items()}
+
+
+async def load_domain_book(
+    tx: Tx, domain_id: str, pool_ids: Collection[str], named: Collection[str]
+) -> seats.DomainBook:
+    """The books of some pools of a domain, which users are in, and the leases of
+    some named users; call inside the domain's transaction."""
+    books = await load_books(tx, domain_id, pool_ids)
+    for pool_id in pool_ids:
+        if pool_id not in books:
+            raise LookupError(f"pool {domain_id}/{pool_id} is gone, yet in use")
+    named_leases = await tx.leases(domain_id, users=named) if named else []
+    return seats.DomainBook(books.values(), named_leases)
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,7 +70,7 @@ class Committed:
 
 # Effects are written in this order: a seat a lease gives up is free for the
 # grant that takes it over, and a seat granted from the queue is written while
-# its queue place still says how long the session has (Tx.insert_lease).
+# its queue place still says how long the session has (Tx.insert_leases).
 _ORDER = {Ended: 0, Updated: 1, Granted: 2, Enqueued: 3, Dequeued: 4, Refusal: 5}
 
 
@@ -58,11 +86,15 @@ async def commit(tx: Tx, domain_id: str, decisions: Decisions) -> Committed:
         else:
             pools.add(lease.pool)
 
-    for effect in sorted(decisions.effects, key=lambda e: _ORDER[type(e)]):
+    ordered = sorted(decisions.effects, key=lambda e: _ORDER[type(e)])
+    grants = [effect.lease for effect in ordered if isinstance(effect, Granted)]
+    for effect in ordered:
         if isinstance(effect, Granted):
-            lease = granted[effect.lease.session_id] = await tx.insert_lease(effect.lease)
-            tx.notify(notes.QueueGranted(lease.session_id))
-            touched(lease)
+            for lease in await tx.insert_leases(grants) if grants else []:  # all in one go
+                granted[lease.session_id] = lease
+                tx.notify(notes.QueueGranted(lease.session_id))
+                touched(lease)
+            grants = []
         elif isinstance(effect, Ended):
             await tx.delete_lease(effect.lease.id)
             tx.notify(notes.LeaseEnded(effect.lease.session_id, effect.reason))
@@ -84,7 +116,12 @@ async def commit(tx: Tx, domain_id: str, decisions: Decisions) -> Committed:
         tx.notify(notes.PoolChanged(domain_id, pool))
     for user_id in sorted(named):
         tx.notify(notes.NamedChanged(domain_id, user_id))
-    known = decisions.pool if isinstance(decisions, PoolBook) else None
+    if isinstance(decisions, PoolBook):
+        known = {decisions.pool.id: decisions.pool}
+    elif isinstance(decisions, seats.DomainBook):
+        known = {pool: book.pool for pool, book in decisions.books.items()}
+    else:
+        known = {}
     events = decisions.events + await pool_full(tx, domain_id, decisions.events, known)
     stored = await tx.add_events(events)
     for event in events:
@@ -95,19 +132,16 @@ async def commit(tx: Tx, domain_id: str, decisions: Decisions) -> Committed:
 
 
 async def pool_full(
-    tx: Tx, domain_id: str, events: list[Event], known: Pool | None = None
+    tx: Tx, domain_id: str, events: list[Event], known: Mapping[str, Pool]
 ) -> list[Event]:
     """The ``pool_full`` alerts of the seats denied among ``events``, due
     at most once per pool per ``alert_interval_s`` (:mod:`presence.core.alerts`);
-    ``known`` is the pool decided on, if the caller has read it."""
+    ``known``: the pools decided on that the caller has read, by id."""
     found: list[Event] = []
     for refused in events:
         if refused.type != "seat_denied" or refused.pool is None:
             continue
-        if known is not None and known.id == refused.pool:
-            pool = known
-        else:
-            pool = await used_pool(tx, domain_id, refused.pool)
+        pool = known.get(refused.pool) or await used_pool(tx, domain_id, refused.pool)
         state = await tx.alert_state(domain_id, pool.id)
         after, logged = alerts.denied(pool, state, refused)
         if after != state:
@@ -230,7 +264,7 @@ async def free_expired(tx: Tx, domain_id: str) -> None:
 async def end_user(tx: Tx, user: User, reason: str, now: float) -> list[Lease]:
     """End every session of a user whose license changed or who was deleted;
     return the leases ended."""
-    held = await tx.leases(user.domain_id, user_id=user.id)
+    held = await tx.leases(user.domain_id, users=[user.id])
     for lease in held:
         await release(tx, lease, reason, now)
     if user.license.model == "seat" and user.license.pool is not None:

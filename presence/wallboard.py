@@ -116,7 +116,7 @@ class Wallboards:
                     self._send(domain_id, {"type": "event", "event": event})
             case notes.NamedChanged(domain_id, user_id) if self.watching(domain_id):
                 async with self.store.transaction() as tx:
-                    held = await tx.leases(domain_id, user_id=user_id)
+                    held = await tx.leases(domain_id, users=[user_id])
                     user = await tx.user(domain_id, user_id)
                 named = views.named_view([lease for lease in held if lease.pool is None])
                 entry = named[0] if named else {"user": {"id": user_id}, "devices": []}

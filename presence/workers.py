@@ -39,6 +39,10 @@ RESTART_PAUSE = 0.5  # seconds before a worker that exited is started again
 STOP_TIMEOUT = 10.0  # seconds a worker may take to stop before it is killed
 _HEADER = 4
 
+#: Connections waiting to be accepted: when a node dies, its devices all come
+#: to the others at once. The kernel caps it (net.core.somaxconn, 4,096 on
+#: Linux since 5.4); uvicorn's default of 2,048 dropped connections to retry.
+LISTEN_BACKLOG = 65_535
 # What undoes a granted request whose asker is gone.
 _UNDO = {"connect": "disconnect", "admit": "passed"}
 
@@ -46,7 +50,7 @@ _UNDO = {"connect": "disconnect", "admit": "passed"}
 def supervise(config: Config, workers: int, run_node: RunNode) -> None:
     """Run ``workers`` nodes in processes sharing one listening socket and one
     gate, until SIGTERM or SIGINT stops them all."""
-    listener = socket.create_server((config.host, config.port), backlog=2048)
+    listener = socket.create_server((config.host, config.port), backlog=LISTEN_BACKLOG)
     asyncio.run(_Supervisor(config, listener, run_node).run(workers))
 
 

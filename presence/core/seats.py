@@ -13,6 +13,7 @@ Nothing here reads the clock: every method takes ``now``.
 from __future__ import annotations
 
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from .model import Device, Event, Lease, Pool, Waiter
@@ -337,6 +338,45 @@ def login_named(held: list[Lease], request: Request, now: float) -> Decisions:
     decisions.effects.append(Granted(lease))
     decisions.events.append(_event("named_login", now, lease))
     return decisions
+
+
+class DomainBook(Decisions):
+    """Logins of one domain decided together, in one transaction: the books of
+    their pools and the leases their named users held, as read in it.
+
+    Each login is decided as if alone, after those before it (:meth:`login`),
+    and what every decision changed is gathered here in that order, to be
+    written in one go. A user logs in at most once per book: a second login of
+    the same user could replace a lease not written yet.
+    """
+
+    __slots__ = ("books", "named", "_users")
+
+    def __init__(self, books: Iterable[PoolBook], named: Iterable[Lease]) -> None:
+        super().__init__()
+        self.books = {book.pool.id: book for book in books}
+        self.named: dict[str, list[Lease]] = {}
+        for lease in named:
+            self.named.setdefault(lease.user_id, []).append(lease)
+        self._users: set[str] = set()
+
+    def login(self, request: Request, pool: str | None, now: float) -> Granted | Refusal | Enqueued:
+        """Decide a login of a user of ``pool`` (``None``: a named user), whose
+        book must be here."""
+        if request.user_id in self._users:
+            raise ValueError(f"user {request.user_id} logs in twice in one book")
+        self._users.add(request.user_id)
+        if pool is None:
+            made = login_named(self.named.get(request.user_id, []), request, now)
+            self.effects += made.effects
+            self.events += made.events
+            return next(effect for effect in made.effects if isinstance(effect, Granted))
+        book = self.books[pool]
+        effects, events = len(book.effects), len(book.events)
+        outcome = book.acquire(request, now)
+        self.effects += book.effects[effects:]
+        self.events += book.events[events:]
+        return outcome
 
 
 def start_call(lease: Lease, call_id: str, now: float) -> Decisions | Refusal:

@@ -69,34 +69,45 @@ class Announcer:
             await self._wake.wait()
             self._wake.clear()
             marked, self._marked = self._marked, {}
+            domains: dict[str, dict[str, set[Session] | None]] = {}
+            for (domain_id, pool_id), targets in marked.items():
+                domains.setdefault(domain_id, {})[pool_id] = targets
             unread: StorageError | None = None
-            for key, targets in marked.items():
+            for domain_id, pools in domains.items():
                 try:
-                    await self._announce(*key, targets)
+                    await self._announce(domain_id, pools)
                 except StorageError as exc:  # the database is away: announce it later
                     unread = exc
-                    self._mark(key, targets)
+                    for pool_id, targets in pools.items():
+                        self._mark((domain_id, pool_id), targets)
                 except Exception:
-                    logger.exception("announcing pool %s/%s failed", *key)
+                    logger.exception("announcing pools of %s failed", domain_id)
             if unread is not None:
                 logger.warning("announcing %d pool(s) again later: %s", len(self._marked), unread)
                 await asyncio.sleep(RETRY_AFTER)
 
-    async def _announce(self, domain_id: str, pool_id: str, targets: set[Session] | None) -> None:
-        followers = self.sessions.of_pool((domain_id, pool_id))
+    async def _announce(self, domain_id: str, marked: dict[str, set[Session] | None]) -> None:
+        """Announce a domain's marked pools, each to its sessions (``None``: all)."""
         watchers = [w for w in self.watchers if w.watching(domain_id)]
-        if not followers and not watchers:
+        followers = {pool_id: self.sessions.of_pool((domain_id, pool_id)) for pool_id in marked}
+        wanted = [pool_id for pool_id in marked if followers[pool_id] or watchers]
+        if not wanted:
             return
         # A read that takes no domain lock: a change meanwhile announces itself again.
         async with self.store.transaction() as tx:
-            pool = await tx.pool(domain_id, pool_id)
-            book = await leases.load_book(tx, pool) if pool is not None else None
-        for watcher in watchers:
-            await watcher.pool_changed(domain_id, pool_id, book)
-        if book is None:
-            return
+            books = await leases.load_books(tx, domain_id, wanted)
+        for pool_id in wanted:
+            book = books.get(pool_id)
+            for watcher in watchers:
+                await watcher.pool_changed(domain_id, pool_id, book)
+            if book is not None:
+                targets, following = marked[pool_id], followers[pool_id]
+                self._push(book, following if targets is None else targets & following)
+
+    @staticmethod
+    def _push(book: PoolBook, sessions: set[Session]) -> None:
         frame = wire.availability_frame(book.availability())
-        for session in list(followers if targets is None else targets & followers):
+        for session in list(sessions):
             session.pool = book.pool
             if session.sent_availability != frame:
                 session.sent_availability = frame
@@ -105,4 +116,4 @@ class Announcer:
                 position = book.position(session.id)
                 if position is not None and position != session.sent_position:
                     session.sent_position = position
-                    session.push(wire.queued_frame(pool_id, position))
+                    session.push(wire.queued_frame(book.pool.id, position))

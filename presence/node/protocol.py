@@ -16,7 +16,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from typing import Any
 
 from .. import leases, wire
@@ -28,12 +29,49 @@ from ..errors import Overloaded, RuleViolation, StorageError
 from ..identity import KeysUnavailable, SignInRefused, Verifier
 from ..metrics import METRICS
 from ..storage import Store, Tx
+from ..storage.base import passed
 from ..tokens import hash_token
 from .admission import BUDGET, Admission
 from .announcer import Announcer
+from .batches import Batches, Job
 from .session import Link, Phase, Session, Sessions
 
 logger = logging.getLogger(__name__)
+
+
+#: Logins decided in one transaction at most.
+MAX_BATCH = 200
+
+
+@dataclass(frozen=True, slots=True)
+class _Login:
+    """A login waiting for its domain's next batch."""
+
+    session: Session
+    takeover: bool
+    queue: bool
+    deadline: float | None
+
+    @property
+    def user(self) -> User:
+        assert self.session.user is not None  # authenticated before it logs in
+        return self.session.user
+
+
+@dataclass(frozen=True, slots=True)
+class _Decided:
+    """A login's answer: its user's license ``changed`` (the reason to end the
+    session), or its ``outcome`` and the lease as the store granted it."""
+
+    changed: str | None = None
+    outcome: Granted | Refusal | Enqueued | None = None
+    lease: Lease | None = None
+
+
+#: A token to check (its hash), and by when its check must begin.
+_Token = tuple[str, float | None]
+#: A checked token's user (if it is a live user token) and its id.
+_Checked = tuple[User | None, str | None]
 
 
 class DeviceProtocol:
@@ -61,6 +99,12 @@ class DeviceProtocol:
         self.revocations = 0  # token revocations heard; see _hello
         self.verifier = Verifier(config.oidc_allow_http, clock, config.oidc_refetch_interval)
         self._releasing: set[asyncio.Task[None]] = set()
+        # Logins decided with the others of their domain waiting then, tokens
+        # checked with the others of the node.
+        self._logins: Batches[_Login, _Decided] = Batches(
+            self._decide_logins, MAX_BATCH, distinct=lambda login: login.user.id
+        )
+        self._tokens: Batches[_Token, _Checked] = Batches(self._check_tokens, MAX_BATCH)
 
     def open_session(self, link: Link) -> Session:
         return Session(link, self.sessions, self.clock())
@@ -132,17 +176,13 @@ class DeviceProtocol:
         else:
             while True:
                 heard = self.revocations
-                async with self.store.transaction(deadline=deadline) as tx:
-                    grant = await tx.use_token(hash_token(message.token))
-                    user = None
-                    if grant and grant.role == "user" and grant.domain_id and grant.user_id:
-                        user = await tx.user(grant.domain_id, grant.user_id)
+                found = await self._tokens.submit("", (hash_token(message.token), deadline))
                 # A revocation heard meanwhile may be of this token, and found no
                 # session of it to end: check again. From here to authenticating,
                 # nothing awaits.
                 if self.revocations == heard:
                     break
-            token_id = grant.token_id if grant is not None else None
+            user, token_id = found
         judged(user is None)
         if user is None:
             text = "The token is missing or not valid."
@@ -162,6 +202,36 @@ class DeviceProtocol:
                     raise
                 except StorageError as exc:
                     await session.error(exc.code, exc.message)
+
+    async def _check_tokens(self, _: str, jobs: list[Job[_Token, _Checked]]) -> None:
+        """Check a batch of device tokens in one transaction: each one's user, if
+        it is a live user token, and the token's id."""
+        checked = []
+        for job in jobs:
+            if passed(job.item[1]):
+                job.give(Overloaded())
+            else:
+                checked.append(job)
+        if not checked:
+            return
+        async with self.store.transaction(deadline=_latest(job.item[1] for job in checked)) as tx:
+            grants = await tx.use_tokens([job.item[0] for job in checked])
+            wanted: dict[str, set[str]] = {}
+            for grant in grants.values():
+                if grant.role == "user" and grant.domain_id and grant.user_id:
+                    wanted.setdefault(grant.domain_id, set()).add(grant.user_id)
+            users: dict[tuple[str | None, str | None], User] = {
+                (user.domain_id, user.id): user
+                for domain_id, ids in wanted.items()
+                for user in await tx.users(domain_id, ids)
+            }
+        for job in checked:
+            found = grants.get(job.item[0])
+            if found is None:
+                job.give((None, None))
+            else:
+                user = users.get((found.domain_id, found.user_id)) if found.role == "user" else None
+                job.give((user, found.token_id))
 
     async def _signed_in_user(
         self, identity: Identity, claims: dict[str, Any], deadline: float | None
@@ -198,70 +268,100 @@ class DeviceProtocol:
     async def _login(
         self, session: Session, takeover: bool, queue: bool, deadline: float | None
     ) -> None:
-        """Decide a login, begun by ``deadline``: a welcome, a queue place or an error."""
+        """Decide a login, begun by ``deadline``: a welcome, a queue place or an error.
+
+        It is decided with the other logins of its domain waiting then
+        (:meth:`_decide_logins`).
+        """
         user = session.user
         assert user is not None
-        domain_id = user.domain_id
-        changed: str | None = None
-        outcome: Granted | Refusal | Enqueued | None = None
-        try:
-            async with self.store.transaction(domain_id, deadline=deadline) as tx:
-                if not session.live or session.link.gone:
-                    return  # work for a connection already gone is dropped
-                now_user = await tx.user(domain_id, user.id)
-                if now_user is None:
-                    changed = seats.USER_DELETED
-                elif now_user.license != user.license:
-                    changed = seats.LICENSE_CHANGED
-                else:
-                    outcome, granted = await self._decide(tx, session, takeover, queue)
-                    if isinstance(outcome, Enqueued):
-                        # Moved before the commit ends: the notes of a grant or a
-                        # refusal from the queue may be heard before this task resumes.
-                        session.wait()
-        except StorageError:
-            if isinstance(outcome, Enqueued) and session.phase is Phase.WAITING:
-                session.refuse()  # rolled back: it waits for nothing
-            raise
+        decided = await self._logins.submit(
+            user.domain_id, _Login(session, takeover, queue, deadline)
+        )
         # The device is silent while it waits for the answer: the wait is not its own.
         session.last_seen = max(session.last_seen, self.clock())
-        if changed is not None:
-            await self.end(session, changed)
-        elif session.live and outcome is not None:
-            if isinstance(outcome, Granted):
-                self._welcome(session, granted or outcome.lease)
-            elif isinstance(outcome, Refusal):
+        if decided.changed is not None:
+            await self.end(session, decided.changed)
+        elif session.live and decided.outcome is not None:
+            if isinstance(decided.outcome, Granted):
+                self._welcome(session, decided.lease or decided.outcome.lease)
+            elif isinstance(decided.outcome, Refusal):
                 session.refuse()
-                await session.error(outcome.code, outcome.message)
+                await session.error(decided.outcome.code, decided.outcome.message)
             self.sessions.follow(session)
             self.announcer.announce_to(session)
 
+    async def _decide_logins(self, domain_id: str, jobs: list[Job[_Login, _Decided]]) -> None:
+        """Decide a batch of a domain's logins in one transaction: the domain's
+        lock, taken once on every node, and one commit for them all."""
+        decided: dict[Job[_Login, _Decided], _Decided | Exception] = {}
+        deadline = _latest(job.item.deadline for job in jobs)
+        try:
+            async with self.store.transaction(domain_id, deadline=deadline) as tx:
+                await self._decide(tx, domain_id, jobs, decided)
+        except BaseException:
+            for job, answer in decided.items():
+                if isinstance(answer, _Decided) and isinstance(answer.outcome, Enqueued):
+                    if job.item.session.phase is Phase.WAITING:
+                        job.item.session.refuse()  # rolled back: it waits for nothing
+            raise
+        for job in jobs:
+            job.give(decided.get(job, _Decided()))
+
     async def _decide(
-        self, tx: Tx, session: Session, takeover: bool, queue: bool
-    ) -> tuple[Granted | Refusal | Enqueued, Lease | None]:
-        """Decide a login in ``tx``; the outcome, and the lease as the store granted it."""
-        user, device = session.user, session.device
-        assert user is not None and device is not None
-        request = Request(
-            session.id, session.lease_id, user.domain_id, user.id, user.name, device,
-            takeover, queue,
-        )  # fmt: skip
+        self,
+        tx: Tx,
+        domain_id: str,
+        jobs: list[Job[_Login, _Decided]],
+        decided: dict[Job[_Login, _Decided], _Decided | Exception],
+    ) -> None:
+        """Decide a batch of logins in ``tx``: each one's answer goes in ``decided``
+        (none for work of a connection already gone, which is dropped)."""
+        live = []
+        for job in jobs:
+            login = job.item
+            if not login.session.live or login.session.link.gone:
+                continue
+            if passed(login.deadline):
+                decided[job] = Overloaded()
+                continue
+            live.append(job)
+        if not live:
+            return
+        users = [job.item.user for job in live]
+        now_users = {u.id: u for u in await tx.users(domain_id, [u.id for u in users])}
+        named = [u.id for u in users if u.license.pool is None]
+        pools = {u.license.pool for u in users if u.license.pool is not None}
+        book = await leases.load_domain_book(tx, domain_id, pools, named)
         now = await tx.now()
-        decisions: Decisions
-        if user.license.pool is None:
-            held = await tx.leases(user.domain_id, user_id=user.id)
-            decisions = seats.login_named(held, request, now)
-            outcome: Granted | Refusal | Enqueued = next(
-                e for e in decisions.effects if isinstance(e, Granted)
-            )
-        else:
-            pool = await leases.used_pool(tx, user.domain_id, user.license.pool)
-            session.pool = pool
-            book = await leases.load_book(tx, pool)
-            outcome = book.acquire(request, now)
-            decisions = book
-        committed = await leases.commit(tx, user.domain_id, decisions)
-        return outcome, committed.granted.get(session.id)
+        for job, user in zip(live, users, strict=True):
+            login = job.item
+            session, device = login.session, login.session.device
+            assert device is not None
+            now_user = now_users.get(user.id)
+            if now_user is None:
+                decided[job] = _Decided(changed=seats.USER_DELETED)
+                continue
+            if now_user.license != user.license:
+                decided[job] = _Decided(changed=seats.LICENSE_CHANGED)
+                continue
+            request = Request(
+                session.id, session.lease_id, domain_id, user.id, user.name, device,
+                login.takeover, login.queue,
+            )  # fmt: skip
+            if user.license.pool is not None:
+                session.pool = book.books[user.license.pool].pool
+            outcome = book.login(request, user.license.pool, now)
+            decided[job] = _Decided(outcome=outcome)
+            if isinstance(outcome, Enqueued):
+                # Moved before the commit ends: the notes of a grant or a
+                # refusal from the queue may be heard before this task resumes.
+                session.wait()
+        committed = await leases.commit(tx, domain_id, book)
+        for job, answer in decided.items():
+            if isinstance(answer, _Decided) and isinstance(answer.outcome, Granted):
+                lease = committed.granted.get(job.item.session.id)
+                decided[job] = _Decided(outcome=answer.outcome, lease=lease)
 
     async def handle(self, session: Session, message: wire.ClientMessage) -> None:
         """Act on one message of a session that said ``hello``; renews its lease.
@@ -397,3 +497,9 @@ class DeviceProtocol:
         if session.phase is Phase.WAITING:
             session.refuse()
             session.push(wire.error_frame(code, message))
+
+
+def _latest(deadlines: Iterable[float | None]) -> float | None:
+    """The latest of some deadlines; ``None`` (no deadline) if one is."""
+    found = list(deadlines)
+    return None if None in found else max(d for d in found if d is not None)

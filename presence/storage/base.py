@@ -22,7 +22,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Collection
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 
@@ -159,7 +159,9 @@ class Tx(abc.ABC):
     @abc.abstractmethod
     async def delete_pool(self, domain_id: str, pool_id: str) -> None: ...
     @abc.abstractmethod
-    async def users(self, domain_id: str) -> list[User]: ...
+    async def users(self, domain_id: str, ids: Collection[str] | None = None) -> list[User]:
+        """A domain's users (those of ``ids`` only, if given), oldest first."""
+
     @abc.abstractmethod
     async def user(self, domain_id: str, user_id: str) -> User | None: ...
     @abc.abstractmethod
@@ -187,10 +189,13 @@ class Tx(abc.ABC):
     @abc.abstractmethod
     async def insert_token(self, token_hash: str, token: Token) -> None: ...
     @abc.abstractmethod
+    async def use_tokens(self, token_hashes: Collection[str]) -> dict[str, TokenGrant]:
+        """What the tokens with these hashes allow, by hash, for those that have
+        not expired (by the clock of :meth:`now`); their ``last_used_at`` is
+        brought up to date where it is older than :data:`LAST_USED_RESOLUTION`."""
+
     async def use_token(self, token_hash: str) -> TokenGrant | None:
-        """What the token with this hash allows, if it has not expired (by the
-        clock of :meth:`now`); its ``last_used_at`` is brought up to date when
-        it is older than :data:`LAST_USED_RESOLUTION`."""
+        return (await self.use_tokens([token_hash])).get(token_hash)
 
     @abc.abstractmethod
     async def tokens(self, domain_id: str | None) -> list[Token]:
@@ -208,19 +213,27 @@ class Tx(abc.ABC):
     # last renewed (:meth:`Store.renew`).
     @abc.abstractmethod
     async def leases(
-        self, domain_id: str, *, pool: str | None = None, user_id: str | None = None
+        self,
+        domain_id: str,
+        *,
+        pools: Collection[str] | None = None,
+        users: Collection[str] | None = None,
     ) -> list[Lease]:
-        """Leases of a domain, of one pool or one user, oldest first."""
+        """Leases of a domain, of some pools and of some users if given, oldest first."""
 
     @abc.abstractmethod
     async def lease(self, lease_id: str) -> Lease | None: ...
     @abc.abstractmethod
-    async def insert_lease(self, lease: Lease) -> Lease:
-        """Store a new lease; a seat lease gets its fencing token here.
+    async def insert_leases(self, leases: Sequence[Lease]) -> list[Lease]:
+        """Store new leases, in one go; seat leases get their fencing tokens here.
 
         Fencing tokens come from one counter of the whole database: each is
         greater than every token handed out before it, on any node.
         """
+
+    async def insert_lease(self, lease: Lease) -> Lease:
+        (inserted,) = await self.insert_leases([lease])
+        return inserted
 
     @abc.abstractmethod
     async def update_lease(self, lease: Lease) -> None:
@@ -229,8 +242,9 @@ class Tx(abc.ABC):
     @abc.abstractmethod
     async def delete_lease(self, lease_id: str) -> None: ...
     @abc.abstractmethod
-    async def waiters(self, domain_id: str, pool: str) -> list[Waiter]:
-        """The pool's queue, in the order the sessions asked; expired places are not in it."""
+    async def waiters(self, domain_id: str, pools: Collection[str]) -> list[Waiter]:
+        """The queues of some pools, in the order the sessions asked; expired
+        places are not in them."""
 
     @abc.abstractmethod
     async def waiter(self, session_id: str) -> Waiter | None:
@@ -450,9 +464,14 @@ class Store(abc.ABC):
         """Whether the database answers."""
 
 
+def passed(deadline: float | None) -> bool:
+    """Whether ``deadline`` (of :func:`time.monotonic`) passed."""
+    return deadline is not None and time.monotonic() > deadline
+
+
 def check_deadline(deadline: float | None) -> None:
     """Raise :exc:`Overloaded` once ``deadline`` passed."""
-    if deadline is not None and time.monotonic() > deadline:
+    if passed(deadline):
         raise Overloaded
 
 

@@ -27,7 +27,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator, Collection, Iterator
+from collections.abc import AsyncIterator, Collection, Iterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import replace
 from typing import Any, cast
@@ -173,14 +173,16 @@ ALTER TABLE pools
 KEEP_UPGRADED = f"""
 UPDATE leases SET expires_at = {NOW} + $1::float8 WHERE expires_at = 0
 """
-# One statement: a live token by its hash, its last use written if older than $2 s.
-USE_TOKEN = f"""
+# One statement: the live tokens of some hashes, each one's last use written if
+# older than $2 s.
+USE_TOKENS = f"""
 WITH found AS (
-    SELECT {rows.TOKEN_COLUMNS}, {NOW} AS now FROM tokens
-    WHERE hash = $1 AND (expires_at IS NULL OR expires_at > {NOW})),
+    SELECT hash, {rows.TOKEN_COLUMNS}, {NOW} AS now FROM tokens
+    WHERE hash = ANY($1::text[]) AND (expires_at IS NULL OR expires_at > {NOW})),
 used AS (
     UPDATE tokens SET last_used_at = found.now FROM found
-    WHERE tokens.hash = $1 AND (found.last_used_at IS NULL OR found.last_used_at < found.now - $2))
+    WHERE tokens.hash = found.hash
+        AND (found.last_used_at IS NULL OR found.last_used_at < found.now - $2))
 SELECT * FROM found
 """
 # Tokens of the domain $1, or the server's for NULL; unlike IS NOT DISTINCT
@@ -197,6 +199,33 @@ RENEW = f"""
 UPDATE {{table}} SET expires_at = {NOW} + $2::float8 WHERE {{key}} IN (
     SELECT {{key}} FROM {{table}} WHERE session_id = ANY($1::text[]) AND expires_at >= {NOW}
     FOR UPDATE SKIP LOCKED)
+"""
+# New leases from one array per column, in one statement; a seat lease takes
+# the next fencing token. A seat granted from the queue lives as long as the
+# queue place did: a session its node stopped serving has no more time than that.
+INSERT_LEASES = f"""
+INSERT INTO leases ({rows.LEASE_COLUMNS}, expires_at)
+SELECT n.id, n.session_id, n.domain_id, n.user_id, n.user_name, n.device_id, n.device_kind,
+       n.device_name, n.since, n.pool, n.seat, n.call_id, n.call_started_at, n.idle_since,
+       CASE WHEN n.pool IS NULL THEN NULL ELSE nextval('fencing_tokens') END,
+       COALESCE((SELECT expires_at FROM waiters WHERE session_id = n.session_id),
+                {NOW} + $15::float8)
+FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[],
+            $7::text[], $8::text[], $9::float8[], $10::text[], $11::integer[], $12::text[],
+            $13::float8[], $14::float8[])
+    WITH ORDINALITY AS n(id, session_id, domain_id, user_id, user_name, device_id, device_kind,
+                         device_name, since, pool, seat, call_id, call_started_at, idle_since, o)
+ORDER BY n.o
+RETURNING id, fencing_token
+"""
+INSERT_EVENTS = f"""
+INSERT INTO events ({rows.EVENT_COLUMNS})
+SELECT n.domain_id, n.at, n.type, n.user_id, n.device_id, n.pool, n.seat
+FROM unnest($1::text[], $2::float8[], $3::text[], $4::text[], $5::text[], $6::text[],
+            $7::integer[]) WITH ORDINALITY AS n(domain_id, at, type, user_id, device_id, pool,
+                                                seat, o)
+ORDER BY n.o
+RETURNING id
 """
 #: Sessions renewed per statement.
 RENEW_BATCH = 5000
@@ -228,6 +257,12 @@ async def _create_schema(conn: PoolConnectionProxy[asyncpg.Record], lease_ttl: f
             await conn.execute("DROP TABLE counters")
         await conn.execute("DELETE FROM schema_version")
         await conn.execute("INSERT INTO schema_version VALUES ($1)", SCHEMA_VERSION)
+
+
+async def _keep_session(conn: asyncpg.Connection[asyncpg.Record]) -> None:
+    """A released connection needs no reset (one round trip and a RESET ALL per
+    transaction): the pool ends every transaction, and nothing here sets session
+    state, listens or takes a session-level lock on a pooled connection."""
 
 
 @asynccontextmanager
@@ -277,6 +312,7 @@ class PostgresStore(Store):
                     min_size=1,
                     max_size=POOL_SIZE,
                     timeout=CONNECT_TIMEOUT,
+                    reset=_keep_session,
                     server_settings={
                         "application_name": f"presence {self.node_id}"[:63],
                         "idle_in_transaction_session_timeout": str(int(lease_ttl * 1000)),
@@ -502,9 +538,12 @@ class PostgresTx(rows.SQLTx):
     async def insert_pool(self, pool: Pool) -> None:
         await self._insert("pools", rows.POOL_COLUMNS, rows.pool_values(pool))
 
-    async def users(self, domain_id: str) -> list[User]:
+    async def users(self, domain_id: str, ids: Collection[str] | None = None) -> list[User]:
         found = await self._conn.fetch(
-            f"SELECT {rows.USER_COLUMNS} FROM users WHERE domain_id = $1 ORDER BY seq", domain_id
+            f"SELECT {rows.USER_COLUMNS} FROM users WHERE domain_id = $1 "
+            "AND ($2::text[] IS NULL OR id = ANY($2)) ORDER BY seq",
+            domain_id,
+            None if ids is None else list(ids),
         )
         return [rows.user(row) for row in found]
 
@@ -553,9 +592,9 @@ class PostgresTx(rows.SQLTx):
             *rows.token_values(token),
         )
 
-    async def use_token(self, token_hash: str) -> TokenGrant | None:
-        row = await self._conn.fetchrow(USE_TOKEN, token_hash, LAST_USED_RESOLUTION)
-        return rows.token(row).grant if row else None
+    async def use_tokens(self, token_hashes: Collection[str]) -> dict[str, TokenGrant]:
+        found = await self._conn.fetch(USE_TOKENS, list(token_hashes), LAST_USED_RESOLUTION)
+        return {row["hash"]: rows.token(row).grant for row in found}
 
     async def tokens(self, domain_id: str | None) -> list[Token]:
         found = await self._conn.fetch(
@@ -574,15 +613,19 @@ class PostgresTx(rows.SQLTx):
         return rows.token(row) if row else None
 
     async def leases(
-        self, domain_id: str, *, pool: str | None = None, user_id: str | None = None
+        self,
+        domain_id: str,
+        *,
+        pools: Collection[str] | None = None,
+        users: Collection[str] | None = None,
     ) -> list[Lease]:
         found = await self._conn.fetch(
             f"SELECT {rows.LEASE_COLUMNS} FROM leases WHERE domain_id = $1 "
-            "AND ($2::text IS NULL OR pool = $2) AND ($3::text IS NULL OR user_id = $3) "
-            "ORDER BY since, seq",
+            "AND ($2::text[] IS NULL OR pool = ANY($2)) "
+            "AND ($3::text[] IS NULL OR user_id = ANY($3)) ORDER BY since, seq",
             domain_id,
-            pool,
-            user_id,
+            None if pools is None else list(pools),
+            None if users is None else list(users),
         )
         return [rows.lease(row) for row in found]
 
@@ -592,23 +635,14 @@ class PostgresTx(rows.SQLTx):
         )
         return rows.lease(row) if row else None
 
-    async def insert_lease(self, lease: Lease) -> Lease:
-        values = rows.lease_values(lease)[:-1]  # all but the fencing token, given here
-        marks = ", ".join(f"${n}" for n in range(1, len(values) + 1))
-        pool = rows.LEASE_COLUMNS.split(", ").index("pool") + 1
+    async def insert_leases(self, leases: Sequence[Lease]) -> list[Lease]:
+        columns = zip(*(rows.lease_values(lease)[:-1] for lease in leases), strict=True)
         try:
-            fencing_token = await self._conn.fetchval(
-                f"INSERT INTO leases ({rows.LEASE_COLUMNS}, expires_at) VALUES ({marks}, "
-                f"CASE WHEN ${pool}::text IS NULL THEN NULL ELSE nextval('fencing_tokens') END, "
-                # A seat granted from the queue lives as long as the queue place
-                # did: a session its node stopped serving has no more time than that.
-                "COALESCE((SELECT expires_at FROM waiters WHERE session_id = $2), "
-                f"{NOW} + ${len(values) + 1}::float8)) RETURNING fencing_token",
-                *values, self._lease_ttl,
-            )  # fmt: skip
+            found = await self._conn.fetch(INSERT_LEASES, *map(list, columns), self._lease_ttl)
         except asyncpg.UniqueViolationError as exc:
             raise RuleViolation("already_exists", "That lease exists already.") from exc
-        return replace(lease, fencing_token=fencing_token)
+        tokens = {row["id"]: row["fencing_token"] for row in found}
+        return [replace(lease, fencing_token=tokens[lease.id]) for lease in leases]
 
     async def update_lease(self, lease: Lease) -> None:
         await self._conn.execute(
@@ -622,12 +656,12 @@ class PostgresTx(rows.SQLTx):
     async def delete_lease(self, lease_id: str) -> None:
         await self._conn.execute("DELETE FROM leases WHERE id = $1", lease_id)
 
-    async def waiters(self, domain_id: str, pool: str) -> list[Waiter]:
+    async def waiters(self, domain_id: str, pools: Collection[str]) -> list[Waiter]:
         found = await self._conn.fetch(
-            f"SELECT {rows.WAITER_COLUMNS} FROM waiters WHERE domain_id = $1 AND pool = $2 "
-            f"AND NOT {EXPIRED} ORDER BY seq",
+            f"SELECT {rows.WAITER_COLUMNS} FROM waiters WHERE domain_id = $1 "
+            f"AND pool = ANY($2::text[]) AND NOT {EXPIRED} ORDER BY seq",
             domain_id,
-            pool,
+            list(pools),
         )
         return [rows.waiter(row) for row in found]
 
@@ -673,15 +707,13 @@ class PostgresTx(rows.SQLTx):
         return [(r["domain_id"], r["id"], r["seats"], r["occupied"]) for r in found]
 
     async def add_events(self, events: list[Event]) -> list[StoredEvent]:
-        stored = []
-        for event in events:
-            event_id: int = await self._conn.fetchval(
-                f"INSERT INTO events ({rows.EVENT_COLUMNS}) "
-                "VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id",
-                *rows.event_values(event),
-            )
-            stored.append(StoredEvent(event_id, event))
-        return stored
+        if not events:
+            return []
+        columns = zip(*map(rows.event_values, events), strict=True)
+        found = await self._conn.fetch(INSERT_EVENTS, *map(list, columns))
+        # Ids are drawn as the rows are inserted, in the order given.
+        ids = sorted(row["id"] for row in found)
+        return [StoredEvent(event_id, event) for event_id, event in zip(ids, events, strict=True)]
 
     async def events(self, domain_id: str, query: EventQuery) -> list[StoredEvent]:
         sql, params = rows.events_query(domain_id, query)

@@ -19,7 +19,7 @@ import json
 import os
 import sqlite3
 import time
-from collections.abc import AsyncIterator, Collection, Iterable
+from collections.abc import AsyncIterator, Collection, Iterable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import replace
 from operator import attrgetter
@@ -365,13 +365,16 @@ class LiveLeases:
         for lease in leases:
             self.put(lease)
 
-    def select(self, domain_id: str, pool: str | None, user_id: str | None) -> list[Lease]:
+    def select(
+        self, domain_id: str, pools: Collection[str] | None, users: Collection[str] | None
+    ) -> list[Lease]:
         """Oldest first, as in :meth:`Tx.leases`."""
-        if user_id is not None:
-            group = self._groups.get((domain_id, "user", user_id), {})
-            found = [x for x in group.values() if pool is None or x.pool == pool]
-        elif pool is not None:
-            found = list(self._groups.get((domain_id, "pool", pool), {}).values())
+        if users is not None:
+            groups = [self._groups.get((domain_id, "user", user), {}) for user in set(users)]
+            found = [x for g in groups for x in g.values() if pools is None or x.pool in pools]
+        elif pools is not None:
+            groups = [self._groups.get((domain_id, "pool", pool), {}) for pool in set(pools)]
+            found = [x for g in groups for x in g.values()]
         else:
             found = list(self._groups.get((domain_id, "", ""), {}).values())
         return sorted(found, key=_SINCE)
@@ -487,9 +490,11 @@ class SQLiteTx(rows.SQLTx):
     async def insert_pool(self, pool: Pool) -> None:
         await self._insert("pools", rows.POOL_COLUMNS, rows.pool_values(pool))
 
-    async def users(self, domain_id: str) -> list[User]:
+    async def users(self, domain_id: str, ids: Collection[str] | None = None) -> list[User]:
         found = await self._all(
-            "SELECT * FROM users WHERE domain_id = ? ORDER BY rowid", (domain_id,)
+            "SELECT * FROM users WHERE domain_id = ? "
+            "AND (?2 IS NULL OR id IN (SELECT value FROM json_each(?2))) ORDER BY rowid",
+            (domain_id, None if ids is None else json.dumps(list(ids))),
         )
         return [rows.user(row) for row in found]
 
@@ -529,21 +534,24 @@ class SQLiteTx(rows.SQLTx):
             (token_hash, *rows.token_values(token)),
         )
 
-    async def use_token(self, token_hash: str) -> TokenGrant | None:
+    async def use_tokens(self, token_hashes: Collection[str]) -> dict[str, TokenGrant]:
         now = await self.now()
-        row = await self._one(
-            f"SELECT {rows.TOKEN_COLUMNS} FROM tokens "
-            "WHERE hash = ? AND (expires_at IS NULL OR expires_at > ?)",
-            (token_hash, now),
-        )
-        if row is None:
-            return None
-        token = rows.token(row)
-        if token.last_used_at is None or token.last_used_at < now - LAST_USED_RESOLUTION:
-            await self.execute(
-                "UPDATE tokens SET last_used_at = ? WHERE hash = ?", (now, token_hash)
+        grants = {}
+        for token_hash in token_hashes:
+            row = await self._one(
+                f"SELECT {rows.TOKEN_COLUMNS} FROM tokens "
+                "WHERE hash = ? AND (expires_at IS NULL OR expires_at > ?)",
+                (token_hash, now),
             )
-        return token.grant
+            if row is None:
+                continue
+            token = rows.token(row)
+            if token.last_used_at is None or token.last_used_at < now - LAST_USED_RESOLUTION:
+                await self.execute(
+                    "UPDATE tokens SET last_used_at = ? WHERE hash = ?", (now, token_hash)
+                )
+            grants[token_hash] = token.grant
+        return grants
 
     async def tokens(self, domain_id: str | None) -> list[Token]:
         found = await self._all(
@@ -564,28 +572,35 @@ class SQLiteTx(rows.SQLTx):
         return rows.token(row)
 
     async def leases(
-        self, domain_id: str, *, pool: str | None = None, user_id: str | None = None
+        self,
+        domain_id: str,
+        *,
+        pools: Collection[str] | None = None,
+        users: Collection[str] | None = None,
     ) -> list[Lease]:
-        return self._live.select(domain_id, pool, user_id)
+        return self._live.select(domain_id, pools, users)
 
     async def lease(self, lease_id: str) -> Lease | None:
         return self._live.by_id.get(lease_id)
 
-    async def insert_lease(self, lease: Lease) -> Lease:
-        if lease.pool is not None:
-            lease = replace(lease, fencing_token=await self._next_fencing_token())
-        # A seat granted from the queue lives as long as the queue place did:
-        # a session its node stopped serving has no more time than that.
-        expires_at = await self._one(
-            "SELECT expires_at FROM waiters WHERE session_id = ?", (lease.session_id,)
-        )
-        await self._insert(
-            "leases",
-            f"{rows.LEASE_COLUMNS}, expires_at",
-            (*rows.lease_values(lease), expires_at[0] if expires_at else self._expiry()),
-        )
-        self._change(None, lease)
-        return lease
+    async def insert_leases(self, leases: Sequence[Lease]) -> list[Lease]:
+        inserted = []
+        for lease in leases:
+            if lease.pool is not None:
+                lease = replace(lease, fencing_token=await self._next_fencing_token())
+            # A seat granted from the queue lives as long as the queue place did:
+            # a session its node stopped serving has no more time than that.
+            expires_at = await self._one(
+                "SELECT expires_at FROM waiters WHERE session_id = ?", (lease.session_id,)
+            )
+            await self._insert(
+                "leases",
+                f"{rows.LEASE_COLUMNS}, expires_at",
+                (*rows.lease_values(lease), expires_at[0] if expires_at else self._expiry()),
+            )
+            self._change(None, lease)
+            inserted.append(lease)
+        return inserted
 
     async def _next_fencing_token(self) -> int:
         await self.execute("UPDATE counters SET value = value + 1 WHERE name = 'fencing_token'")
@@ -614,11 +629,11 @@ class SQLiteTx(rows.SQLTx):
         if before is not None:
             self._change(before, None)
 
-    async def waiters(self, domain_id: str, pool: str) -> list[Waiter]:
+    async def waiters(self, domain_id: str, pools: Collection[str]) -> list[Waiter]:
         found = await self._all(
-            f"SELECT {rows.WAITER_COLUMNS} FROM waiters WHERE domain_id = ? AND pool = ? "
-            "AND expires_at >= ? ORDER BY seq",
-            (domain_id, pool, time.time()),
+            f"SELECT {rows.WAITER_COLUMNS} FROM waiters WHERE domain_id = ? "
+            "AND pool IN (SELECT value FROM json_each(?)) AND expires_at >= ? ORDER BY seq",
+            (domain_id, json.dumps(list(pools)), time.time()),
         )
         return [rows.waiter(row) for row in found]
 

@@ -58,5 +58,9 @@ def test_quick_run_completes_with_exact_counts(tmp_path: Path) -> None:
     cluster = results["cluster"]
     if glob.glob("/usr/lib/postgresql/*/bin/initdb"):
         assert "skipped" not in cluster, cluster
-        assert cluster["storm"]["answers"] == {"welcome": options["logins"]}
+        storms = cluster["storms"]
+        assert list(storms) == ["one domain, 2 nodes", "20 domains, 1 node", "20 domains, 2 nodes"]
+        for storm in storms.values():
+            assert storm["answers"] == {"welcome": options["cluster_devices"]}
+        assert "cluster storm, one domain, 2 nodes: logins per s" in done.stdout
         assert all(fan["missing"] == 0 for fan in cluster["fanout"].values())

@@ -254,3 +254,30 @@ def test_idle_logoff_never_during_a_call_and_restarts_after_one() -> None:
     in_call = lease.with_call("c1", NOW + 30)
     assert seats.idle_deadline(in_call, 60) is None
     assert seats.idle_deadline(in_call.with_call(None, NOW + 100), 60) == NOW + 160
+
+
+def test_a_domain_book_decides_logins_in_order_and_gathers_their_effects_in_that_order() -> None:
+    desk = book(1)
+    earlier = Lease("l0", "s0", "acme", "cy", "Cy", Device("phone-1", "phone", ""), NOW - 9)
+    domain = seats.DomainBook([desk], [earlier])
+    first = granted(domain.login(request("ann"), "desk", NOW))
+    refused = domain.login(request("bob", queue=True), "desk", NOW)
+    named = granted(domain.login(request("cy", device="phone-1"), None, NOW))
+    assert first.seat == 1 and isinstance(refused, Enqueued)
+    assert named.pool is None and named.user_id == "cy"
+    # Cy's same device replaced its earlier lease; every change is here, in order.
+    kinds = [type(effect).__name__ for effect in domain.effects]
+    assert kinds == ["Granted", "Enqueued", "Ended", "Granted"]
+    assert domain.effects[2] == Ended(earlier, seats.REPLACED)
+    assert [e.type for e in domain.events] == ["seat_granted", "seat_denied", "named_login"]
+    # The pool's own book saw its decisions, as a lone login would have.
+    assert desk.availability() == seats.Availability("desk", 1, 1, 0, 0, 1)
+
+
+def test_a_domain_book_takes_one_login_per_user() -> None:
+    domain = seats.DomainBook([book(2)], [])
+    granted(domain.login(request("ann", device="d1"), "desk", NOW))
+    with pytest.raises(ValueError):
+        domain.login(request("ann", device="d2"), "desk", NOW)
+    with pytest.raises(ValueError):
+        domain.login(request("ann", device="d3"), None, NOW)

@@ -27,12 +27,18 @@ async def test_a_login_cancelled_as_its_grant_commits_frees_the_seat_on_close(
     session = protocol.open_session(Recorder())
     hello = wire.Hello(token, Device("desk-1", "desktop"))
     login = asyncio.create_task(protocol.hello(session, hello, lambda failed: None))
-    await asyncio.sleep(0)  # the grant's transaction now waits for its commit's thread
+    for _ in range(1000):  # until the grant's transaction waits for its commit's thread
+        store = node.store
+        if store._leases.by_id and store._batch is not None:  # type: ignore[attr-defined]
+            break
+        await asyncio.sleep(0)
+    else:
+        pytest.fail("the grant was never written")
     login.cancel()
     with pytest.raises(asyncio.CancelledError):
         await login
     async with node.store.transaction() as tx:
-        assert len(await tx.leases("acme", pool="desk")) == 1  # the grant was committed
+        assert len(await tx.leases("acme", pools=["desk"])) == 1  # the grant was committed
     await protocol.disconnected(session)  # the endpoint's cleanup, as after a cut-off
     async with node.store.transaction() as tx:
-        assert await tx.leases("acme", pool="desk") == []
+        assert await tx.leases("acme", pools=["desk"]) == []

@@ -71,7 +71,7 @@ async def test_a_lease_the_node_no_longer_serves_expires_and_a_live_one_stays(
                 deadline = started + WAIT
                 while True:
                     async with node.store.transaction() as tx:
-                        held = await tx.leases("acme", pool="desk")
+                        held = await tx.leases("acme", pools=["desk"])
                     if [x.session_id for x in held] == [live.id]:
                         break
                     assert time.monotonic() < deadline, held
@@ -103,4 +103,4 @@ async def test_a_seat_granted_to_a_session_gone_meanwhile_is_freed(tmp_path: Pat
         )
         async with node.store.transaction() as tx:
             assert await tx.leases("acme") == []
-            assert await tx.waiters("acme", "desk") == []
+            assert await tx.waiters("acme", ["desk"]) == []

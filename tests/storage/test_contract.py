@@ -316,6 +316,23 @@ async def test_tokens_of_a_domain_oldest_first(store: Store) -> None:
         assert await tx.tokens("nobody") == []
 
 
+async def test_tokens_checked_together_each_as_alone(store: Store) -> None:
+    async with store.transaction() as tx:
+        now = await tx.now()
+        user = new_token("user", user_id="u1")
+        admin = new_token("admin", last_used_at=now)
+        expired = new_token(created_at=now - 90, expires_at=now - 1)
+        for token_hash, token in (("user", user), ("admin", admin), ("expired", expired)):
+            await tx.insert_token(token_hash, token)
+    async with store.transaction() as tx:
+        found = await tx.use_tokens(["user", "unknown", "admin", "expired"])
+        assert found == {"user": user.grant, "admin": admin.grant}
+        used = {t.id: t.last_used_at for t in await tx.tokens("acme")}
+    assert used[user.id] is not None and used[user.id] >= now  # its first use, written
+    assert used[admin.id] == now  # used within LAST_USED_RESOLUTION: left alone
+    assert used[expired.id] is None
+
+
 async def test_an_expired_token_allows_nothing(store: Store) -> None:
     async with store.transaction() as tx:
         now = await tx.now()
@@ -450,9 +467,9 @@ async def test_leases_oldest_first_with_filters(store: Store) -> None:
             await tx.insert_lease(lease)
     async with store.transaction("acme") as tx:
         assert bare(await tx.leases("acme")) == [early, named, named_too, late, other_pool]
-        assert bare(await tx.leases("acme", pool="desk")) == [early, late]
-        assert bare(await tx.leases("acme", user_id="u3")) == [named, named_too]
-        assert bare(await tx.leases("acme", pool="desk", user_id="u1")) == [late]
+        assert bare(await tx.leases("acme", pools=["desk"])) == [early, late]
+        assert bare(await tx.leases("acme", users=["u3"])) == [named, named_too]
+        assert bare(await tx.leases("acme", pools=["desk"], users=["u1"])) == [late]
         assert bare(await tx.leases("other")) == [elsewhere]
         assert bare(await tx.lease(early.id)) == early
         assert await tx.lease("nothing") is None
@@ -502,7 +519,7 @@ async def test_a_seat_user_holds_one_seat(store: Store) -> None:
         async with store.transaction("acme") as tx:
             await tx.insert_lease(new_lease(store, user_id="u1", pool="sales", seat=1))
     async with store.transaction("acme") as tx:
-        assert bare(await tx.leases("acme", user_id="u1")) == [holder]
+        assert bare(await tx.leases("acme", users=["u1"])) == [holder]
 
 
 async def test_seat_counts_of_every_pool(store: Store) -> None:
@@ -530,11 +547,11 @@ async def test_waiters_in_the_order_they_asked(store: Store) -> None:
         for waiter in (queue[0], elsewhere, *queue[1:]):
             await tx.insert_waiter(waiter)
     async with store.transaction("acme") as tx:
-        assert await tx.waiters("acme", "desk") == queue
-        assert await tx.waiters("acme", "sales") == [elsewhere]
+        assert await tx.waiters("acme", ["desk"]) == queue
+        assert await tx.waiters("acme", ["sales"]) == [elsewhere]
         await tx.delete_waiter(queue[1].session_id)
     async with store.transaction("acme") as tx:
-        assert await tx.waiters("acme", "desk") == [queue[0], queue[2]]
+        assert await tx.waiters("acme", ["desk"]) == [queue[0], queue[2]]
     with pytest.raises(RuleViolation):
         async with store.transaction("acme") as tx:
             await tx.insert_waiter(replace(queue[0], pool="sales"))
@@ -554,6 +571,55 @@ async def test_each_seat_lease_gets_a_greater_fencing_token(store: Store) -> Non
     assert named.fencing_token is None
     assert first.fencing_token is not None and second.fencing_token is not None
     assert second.fencing_token > first.fencing_token
+
+
+async def test_leases_inserted_together_get_greater_tokens_in_their_order(store: Store) -> None:
+    waiting = new_waiter(store, "u2")
+    async with store.transaction("acme") as tx:
+        before = await tx.insert_lease(new_lease(store, user_id="u0", seat=4))
+        await tx.insert_waiter(waiting)
+        queued = await tx.waiters("acme", ["desk"])
+    leases = [
+        new_lease(store, user_id="u1", seat=1),
+        replace(new_lease(store, user_id="u2", seat=2), session_id=waiting.session_id),
+        new_lease(store, user_id="u3", pool=None, seat=None),
+        new_lease(store, user_id="u4", pool="sales", seat=1),
+    ]
+    async with store.transaction("acme") as tx:
+        inserted = await tx.insert_leases(leases)
+        assert bare(inserted) == leases
+        assert [await tx.lease(lease.id) for lease in leases] == inserted
+    tokens = [lease.fencing_token for lease in inserted]
+    assert tokens[2] is None  # a named lease has none
+    seat_tokens = [t for t in tokens if t is not None]
+    assert before.fencing_token is not None and before.fencing_token < seat_tokens[0]
+    assert seat_tokens == sorted(seat_tokens) and len(set(seat_tokens)) == 3
+    assert queued == [waiting]
+    with pytest.raises(RuleViolation):  # one holder per seat: none of them is written
+        async with store.transaction("acme") as tx:
+            await tx.insert_leases([new_lease(store, user_id="u5", seat=3), leases[0]])
+    async with store.transaction("acme") as tx:
+        assert len(await tx.leases("acme")) == 5
+
+
+async def test_leases_waiters_and_users_of_several_pools_and_users(store: Store) -> None:
+    async with store.transaction("acme") as tx:
+        await tx.insert_domain(new_domain(named_licenses=5))
+        for n in range(1, 4):
+            await tx.insert_user(User("acme", f"u{n}", f"u{n}@a.example", "U", License("named")))
+        desk = await tx.insert_lease(new_lease(store, user_id="u1", seat=1, since=2.0))
+        sales = await tx.insert_lease(new_lease(store, user_id="u2", pool="sales", since=1.0))
+        it = await tx.insert_lease(new_lease(store, user_id="u3", pool="it", since=0.5))
+        queue = [new_waiter(store, "u4", pool="sales"), new_waiter(store, "u5", pool="desk")]
+        for waiter in (*queue, new_waiter(store, "u6", pool="it")):
+            await tx.insert_waiter(waiter)
+    async with store.transaction("acme") as tx:
+        assert await tx.leases("acme", pools=["desk", "sales"]) == [sales, desk]
+        assert await tx.leases("acme", pools=[]) == []
+        assert await tx.leases("acme", users=["u1", "u3"]) == [it, desk]
+        assert await tx.waiters("acme", ["desk", "sales"]) == queue
+        assert [u.id for u in await tx.users("acme", ["u3", "u1", "nobody"])] == ["u1", "u3"]
+        assert [u.id for u in await tx.users("acme")] == ["u1", "u2", "u3"]
 
 
 async def test_fencing_tokens_granted_in_many_domains_at_once_all_differ(nodes: Nodes) -> None:
@@ -592,7 +658,7 @@ async def test_a_rolled_back_transaction_leaves_the_leases_as_they_were(store: S
             raise RuntimeError("rolled back")
     async with store.transaction("acme") as tx:
         assert bare(await tx.leases("acme")) == [kept, ended]
-        assert bare(await tx.leases("acme", pool="desk", user_id="u2")) == [ended]
+        assert bare(await tx.leases("acme", pools=["desk"], users=["u2"])) == [ended]
         assert bare(await tx.lease(kept.id)) == kept
 
 
@@ -667,7 +733,7 @@ async def test_what_is_not_renewed_expires_after_the_ttl(nodes: Nodes) -> None:
 
         await eventually(expired)
         async with store.transaction() as tx:
-            assert await tx.waiters("acme", "desk") == [kept_waiter]  # the expired place is out
+            assert await tx.waiters("acme", ["desk"]) == [kept_waiter]  # the expired place is out
             assert await tx.waiter(lost_waiter.session_id) == lost_waiter
         await store.renew([lost.session_id, lost_waiter.session_id])  # too late
         async with store.transaction() as tx:
@@ -936,7 +1002,7 @@ async def test_queues_emptied_at_start_are_recorded_empty(nodes: Nodes) -> None:
     before = time.time()
     store = await nodes.open()
     async with store.transaction("acme") as tx:
-        assert await tx.waiters("acme", "desk") == []
+        assert await tx.waiters("acme", ["desk"]) == []
         samples = (await tx.usage_history("acme", 0.0, time.time() + 1)).samples
     assert [(pool, queued) for _, pool, queued in samples[:2]] == [("desk", 2), ("field", 1)]
     assert sorted((pool, queued) for _, pool, queued in samples[2:]) == [("desk", 0), ("field", 0)]
