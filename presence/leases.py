@@ -35,15 +35,35 @@ async def load_book(tx: Tx, pool: Pool) -> PoolBook:
 async def load_books(tx: Tx, domain_id: str, pool_ids: Collection[str]) -> dict[str, PoolBook]:
     """The books of some pools of a domain, by id (a pool that is gone has none),
     in three statements whatever their number."""
-    pools = {pool.id: pool for pool in await tx.pools(domain_id) if pool.id in pool_ids}
+    pools, waiting = await _pools_and_queues(tx, domain_id, pool_ids)
     held: dict[str, list[Lease]] = {pool_id: [] for pool_id in pools}
-    waiting: dict[str, list[Waiter]] = {pool_id: [] for pool_id in pools}
     if pools:
         for lease in await tx.leases(domain_id, pools=pools):
             held[lease.pool or ""].append(lease)
-        for waiter in await tx.waiters(domain_id, pools):
-            waiting[waiter.pool].append(waiter)
     return {id_: PoolBook(pool, held[id_], waiting[id_]) for id_, pool in pools.items()}
+
+
+async def load_occupancy(
+    tx: Tx, domain_id: str, pool_ids: Collection[str]
+) -> dict[str, seats.Occupancy]:
+    """What the sessions following some pools of a domain are told, by pool (a
+    pool that is gone has none): their leases counted, not read."""
+    pools, waiting = await _pools_and_queues(tx, domain_id, pool_ids)
+    usage = await tx.pool_usage(domain_id, pools) if pools else {}
+    return {
+        id_: seats.Occupancy(pool, *usage.get(id_, (0, 0)), waiting[id_])
+        for id_, pool in pools.items()
+    }
+
+
+async def _pools_and_queues(
+    tx: Tx, domain_id: str, pool_ids: Collection[str]
+) -> tuple[dict[str, Pool], dict[str, list[Waiter]]]:
+    pools = {pool.id: pool for pool in await tx.pools(domain_id) if pool.id in pool_ids}
+    waiting: dict[str, list[Waiter]] = {pool_id: [] for pool_id in pools}
+    for waiter in await tx.waiters(domain_id, pools) if pools else []:
+        waiting[waiter.pool].append(waiter)
+    return pools, waiting
 
 
 async def load_domain_book(

@@ -137,6 +137,32 @@ class Availability:
     queued: int
 
 
+@dataclass(frozen=True, slots=True)
+class Occupancy:
+    """A pool's seats as counted, and its queue: what the sessions following the
+    pool are told. A :class:`PoolBook` has one; a read that needs no more than
+    this counts the leases instead of reading them."""
+
+    pool: Pool
+    occupied: int
+    in_call: int
+    waiters: list[Waiter]
+
+    def availability(self) -> Availability:
+        seats = self.pool.seats
+        return Availability(
+            self.pool.id, seats, self.occupied, self.in_call, max(0, seats - self.occupied),
+            len(self.waiters),
+        )  # fmt: skip
+
+    def position(self, session_id: str) -> int | None:
+        """1-based place of a session in the queue, or ``None``."""
+        for place, waiter in enumerate(self.waiters, 1):
+            if waiter.session_id == session_id:
+                return place
+        return None
+
+
 class PoolBook(Decisions):
     """One pool's seats, leases and queue, for one transaction's decisions.
 
@@ -152,23 +178,15 @@ class PoolBook(Decisions):
         self.leases = {lease.id: lease for lease in leases}
         self.waiters = list(waiters)
 
+    def occupancy(self) -> Occupancy:
+        in_call = sum(lease.in_call for lease in self.leases.values())
+        return Occupancy(self.pool, len(self.leases), in_call, self.waiters)
+
     def availability(self) -> Availability:
-        occupied = len(self.leases)
-        return Availability(
-            pool=self.pool.id,
-            seats=self.pool.seats,
-            occupied=occupied,
-            in_call=sum(lease.in_call for lease in self.leases.values()),
-            free=max(0, self.pool.seats - occupied),
-            queued=len(self.waiters),
-        )
+        return self.occupancy().availability()
 
     def position(self, session_id: str) -> int | None:
-        """1-based place of a session in the queue, or ``None``."""
-        for place, waiter in enumerate(self.waiters, 1):
-            if waiter.session_id == session_id:
-                return place
-        return None
+        return self.occupancy().position(session_id)
 
     def acquire(self, request: Request, now: float) -> Granted | Refusal | Enqueued:
         """Decide a login (or ``acquire``) of a seat user of this pool.

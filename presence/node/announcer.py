@@ -13,7 +13,7 @@ import logging
 from typing import Protocol
 
 from .. import leases, wire
-from ..core.seats import PoolBook
+from ..core.seats import Occupancy, PoolBook
 from ..errors import StorageError
 from ..notes import Note
 from ..storage import Store
@@ -93,27 +93,32 @@ class Announcer:
         wanted = [pool_id for pool_id in marked if followers[pool_id] or watchers]
         if not wanted:
             return
-        # A read that takes no domain lock: a change meanwhile announces itself again.
+        # A read that takes no domain lock: a change meanwhile announces itself
+        # again. Without wallboards to show the holders, leases are counted.
+        books: dict[str, PoolBook] = {}
         async with self.store.transaction() as tx:
-            books = await leases.load_books(tx, domain_id, wanted)
+            if watchers:
+                books = await leases.load_books(tx, domain_id, wanted)
+                found = {pool_id: book.occupancy() for pool_id, book in books.items()}
+            else:
+                found = await leases.load_occupancy(tx, domain_id, wanted)
         for pool_id in wanted:
-            book = books.get(pool_id)
             for watcher in watchers:
-                await watcher.pool_changed(domain_id, pool_id, book)
-            if book is not None:
+                await watcher.pool_changed(domain_id, pool_id, books.get(pool_id))
+            if pool_id in found:
                 targets, following = marked[pool_id], followers[pool_id]
-                self._push(book, following if targets is None else targets & following)
+                self._push(found[pool_id], following if targets is None else targets & following)
 
     @staticmethod
-    def _push(book: PoolBook, sessions: set[Session]) -> None:
-        frame = wire.availability_frame(book.availability())
+    def _push(occupancy: Occupancy, sessions: set[Session]) -> None:
+        frame = wire.availability_frame(occupancy.availability())
         for session in list(sessions):
-            session.pool = book.pool
+            session.pool = occupancy.pool
             if session.sent_availability != frame:
                 session.sent_availability = frame
                 session.push(frame)
             if session.phase is Phase.WAITING:
-                position = book.position(session.id)
+                position = occupancy.position(session.id)
                 if position is not None and position != session.sent_position:
                     session.sent_position = position
-                    session.push(wire.queued_frame(book.pool.id, position))
+                    session.push(wire.queued_frame(occupancy.pool.id, position))

@@ -263,6 +263,13 @@ class Tx(abc.ABC):
         """Queue places of every domain that nobody renewed within ``lease_ttl``."""
 
     @abc.abstractmethod
+    async def pool_usage(
+        self, domain_id: str, pools: Collection[str]
+    ) -> dict[str, tuple[int, int]]:
+        """(leases, leases in a call) of some pools of a domain, by pool; a pool
+        without leases is left out."""
+
+    @abc.abstractmethod
     async def seat_counts(self) -> list[tuple[str, str, int, int]]:
         """(domain, pool, seats, occupied) of every pool of every domain."""
 

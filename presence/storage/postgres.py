@@ -698,6 +698,17 @@ class PostgresTx(rows.SQLTx):
         )
         return [rows.waiter(row) for row in found]
 
+    async def pool_usage(
+        self, domain_id: str, pools: Collection[str]
+    ) -> dict[str, tuple[int, int]]:
+        found = await self._conn.fetch(
+            "SELECT pool, count(*) AS occupied, count(call_id) AS in_call FROM leases "
+            "WHERE domain_id = $1 AND pool = ANY($2::text[]) GROUP BY pool",
+            domain_id,
+            list(pools),
+        )
+        return {row["pool"]: (row["occupied"], row["in_call"]) for row in found}
+
     async def seat_counts(self) -> list[tuple[str, str, int, int]]:
         found = await self._conn.fetch(
             "SELECT p.domain_id, p.id, p.seats, count(l.id) AS occupied FROM pools p "

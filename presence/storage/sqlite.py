@@ -676,6 +676,15 @@ class SQLiteTx(rows.SQLTx):
         )
         return [rows.waiter(row) for row in found]
 
+    async def pool_usage(
+        self, domain_id: str, pools: Collection[str]
+    ) -> dict[str, tuple[int, int]]:
+        usage: dict[str, tuple[int, int]] = {}
+        for lease in self._live.select(domain_id, pools, None):
+            occupied, in_call = usage.get(lease.pool or "", (0, 0))
+            usage[lease.pool or ""] = (occupied + 1, in_call + lease.in_call)
+        return usage
+
     async def seat_counts(self) -> list[tuple[str, str, int, int]]:
         found = await self._all(
             "SELECT p.domain_id, p.id, p.seats, COUNT(l.id) AS occupied FROM pools p "

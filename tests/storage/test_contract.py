@@ -620,6 +620,10 @@ async def test_leases_waiters_and_users_of_several_pools_and_users(store: Store)
         assert await tx.waiters("acme", ["desk", "sales"]) == queue
         assert [u.id for u in await tx.users("acme", ["u3", "u1", "nobody"])] == ["u1", "u3"]
         assert [u.id for u in await tx.users("acme")] == ["u1", "u2", "u3"]
+        await tx.update_lease(replace(desk, call_id="c1", call_started_at=3.0))
+    async with store.transaction("acme") as tx:
+        usage = await tx.pool_usage("acme", ["desk", "sales", "empty"])
+        assert usage == {"desk": (1, 1), "sales": (1, 0)}
 
 
 async def test_fencing_tokens_granted_in_many_domains_at_once_all_differ(nodes: Nodes) -> None:
