@@ -8,7 +8,10 @@ objects the collector tracks (``gc.get_objects()``), and the untracked ones
 they refer to (strings, bytes, numbers), counted and sized with
 ``sys.getsizeof`` per type, with the resident memory (``VmRSS``) beside them.
 With ``--tracemalloc``, allocations are traced from the start and each census
-also gives the bytes per source line grown since the census before it.
+also gives the bytes per source line grown since the census before it. Each
+census also gives the collector's passes since start, by generation (how
+many, their total and longest time), and ``--gc-threshold`` runs the node
+with another young-generation threshold than its own.
 
 The runner takes a census before the hold's first session and one at its
 last step (:func:`take`); the difference, divided by the sessions opened, is
@@ -77,18 +80,44 @@ def rss_kib() -> int:
     return 0
 
 
+class Collections:
+    """The collector's passes since start, by generation: how many, their total
+    and longest time (a ``gc.callbacks`` entry)."""
+
+    def __init__(self) -> None:
+        self.started = 0.0
+        self.passes = {generation: [0, 0.0, 0.0] for generation in range(3)}
+
+    def __call__(self, phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            self.started = time.perf_counter()
+            return
+        took = time.perf_counter() - self.started
+        figures = self.passes[info["generation"]]
+        figures[0] += 1
+        figures[1] += took
+        figures[2] = max(figures[2], took)
+
+    def figures(self) -> dict[str, dict[str, float]]:
+        return {str(generation): {"count": count, "seconds": total, "longest": longest}
+                for generation, (count, total, longest) in self.passes.items()}  # fmt: skip
+
+
 class Census:
     """Writes a census to ``out`` on each call, numbered from 0."""
 
-    def __init__(self, out: Path) -> None:
+    def __init__(self, out: Path, collections: Collections) -> None:
         self.out = out
+        self.collections = collections
         self.taken = 0
 
     def __call__(self, signum: int = 0, frame: FrameType | None = None) -> None:
         started = time.monotonic()
+        collections = self.collections.figures()  # the node's, before the census's own
         gc.collect()  # what is garbage is not a session's; timed, as a full collection
         collected = time.monotonic()
         census: dict[str, Any] = {
+            "collections": collections,
             "collect_seconds": collected - started,
             "rss_kib": rss_kib(),
             "objects": count_objects(),
@@ -111,9 +140,9 @@ class Census:
         self.taken += 1
 
 
-def take(pid: int, out: Path, n: int) -> dict[str, Any]:
-    """Ask the node ``pid`` for its census number ``n`` and wait for it."""
-    path = out / f"census-{n}.json"
+def take(pid: int, out: Path) -> dict[str, Any]:
+    """Ask the node ``pid`` for its next census and wait for it."""
+    path = out / f"census-{len(list(out.glob('census-*.json')))}.json"
     os.kill(pid, signal.SIGUSR1)
     deadline = time.monotonic() + CENSUS_TIMEOUT
     while not path.exists():
@@ -164,12 +193,18 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", type=Path, required=True, help="where censuses are written")
     parser.add_argument("--tracemalloc", type=int, default=0, metavar="FRAMES",
                         help="trace allocations, FRAMES deep (0: do not)")  # fmt: skip
+    parser.add_argument("--gc-threshold", type=int, metavar="N",
+                        help="the node's young-generation threshold, if not its own")  # fmt: skip
     options = parser.parse_args(argv[:split])
     if options.tracemalloc:
         tracemalloc.start(options.tracemalloc)
-    signal.signal(signal.SIGUSR1, Census(options.out))
+    collections = Collections()
+    gc.callbacks.append(collections)
+    signal.signal(signal.SIGUSR1, Census(options.out, collections))
     from presence import cli
 
+    if options.gc_threshold:
+        cli.GC_THRESHOLD = options.gc_threshold
     cli.main(argv[split + 1 :])
 
 

@@ -138,6 +138,17 @@ def _storm_target(
     return f">= 1.7x 1 node ({ratio:.2f}x)", _verdict(ratio >= 1.7)
 
 
+def collections(passes: dict[str, dict[str, float]], threshold: int) -> str:
+    """The collector's passes over the node's run (:class:`bench.census.Collections`)."""
+    lines = [f"collector, young-generation threshold {threshold:,}:"]
+    for generation, figures in passes.items():
+        lines.append(
+            f"  generation {generation}: {int(figures['count']):,} passes, "
+            f"{figures['seconds'] * 1e3:,.0f} ms in all, longest {figures['longest'] * 1e3:.1f} ms"
+        )
+    return "\n".join(lines)
+
+
 def census(figures: dict[str, Any], types: int = 20) -> str:
     """Where a held session's memory goes (:func:`bench.census.per_session`)."""
     lines = [

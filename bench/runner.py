@@ -29,9 +29,10 @@ from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
+from presence.cli import GC_THRESHOLD
 from presence.config import Config
 
-from . import population, report, scenarios
+from . import census, population, report, scenarios
 from .fleet import SOURCES, Fleet, ephemeral_ports, source_addresses, sources_for
 from .servers import AdminApi, Postgres, Process, bare_server, presence_server, running
 from .worker import open_files_limit
@@ -78,6 +79,9 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
         action="store_true",
         help="run the hold's node under bench.census: where a session's memory goes, by type",
     )
+    parser.add_argument("--gc-threshold", type=int, metavar="N",
+                        help="with --census, the node's young-generation threshold "
+                             "instead of its own")  # fmt: skip
     parser.add_argument("--tracemalloc", type=int, default=0, metavar="FRAMES",
                         help="with --census, also trace allocations (slows the node: "
                              "its other figures do not count)")  # fmt: skip
@@ -95,7 +99,7 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     unknown = set(options.scenarios) - set(SCENARIOS)
     if unknown:
         parser.error(f"unknown scenarios {sorted(unknown)}")
-    if options.tracemalloc:
+    if options.tracemalloc or options.gc_threshold:
         options.census = True
     sockets = devices(options)
     options.sources = options.sources or sources_for(sockets)
@@ -193,6 +197,8 @@ def main(argv: list[str] | None = None) -> int:
     hold = results.get("hold", {}).get("presence", {})
     if "census" in hold:
         print("\n" + report.census(hold["census"]))
+    if "collections" in results:
+        print("\n" + report.collections(results["collections"], results["gc_threshold"]))
     print(f"\n{results['seconds']:.0f} s; results in {options.out}/")
     failed = _failed_checks(results)
     for failure in failed:
@@ -218,9 +224,9 @@ def run_single_node(
 ) -> None:
     token = secrets.token_hex(16)
     database = f"sqlite:///{workdir / 'presence.db'}"
-    census = workdir / "census" if options.census else None
-    node = presence_server(workdir, "presence", database, token, options.per_address, census,
-                           options.tracemalloc)  # fmt: skip
+    out = workdir / "census" if options.census else None
+    node = presence_server(workdir, "presence", database, token, options.per_address, out,
+                           options.tracemalloc, gc_threshold=options.gc_threshold)  # fmt: skip
     with running(node) as server:
         api = AdminApi(server.port, token)
         _say("provisioning domains, pools, users and tokens")
@@ -252,6 +258,9 @@ def run_single_node(
         if "fanout" in options.scenarios:
             results["fanout"] = _fanouts(fleet, [server], holder, fans, board_token, options)
             scenarios.settle(api)
+        if server.census is not None:  # the collector's passes over every scenario
+            results["collections"] = census.take(server.pid, server.census)["collections"]
+            results["gc_threshold"] = options.gc_threshold or GC_THRESHOLD
         api.close()
 
 

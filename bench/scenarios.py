@@ -59,7 +59,7 @@ def hold(
     the last step, the source addresses the sessions came from and, for a
     server run under :mod:`bench.census`, where the memory of a session goes.
     """
-    before = census.take(server.pid, server.census, 0) if server.census else None
+    before = census.take(server.pid, server.census) if server.census else None
     rss_before = server.rss_kib()
     points = []
     answers: dict[str, int] = {}
@@ -104,7 +104,7 @@ def hold(
         "open_at_end": sum(sources.values()),
     }  # fmt: skip
     if before is not None and server.census is not None:
-        after = census.take(server.pid, server.census, 1)
+        after = census.take(server.pid, server.census)
         figures["census"] = census.per_session(before, after, steps[-1])
     fleet.call_all("close", group="hold")
     return figures

@@ -111,11 +111,12 @@ def presence_server(
     census: Path | None = None,
     tracemalloc: int = 0,
     settings: dict[str, str] | None = None,
+    gc_threshold: int | None = None,
 ) -> Process:
     """``python -m presence serve``; ``per_address``: its cap on one address's
     connections if not the default; ``census``: run it under :mod:`bench.census`,
-    writing there (tracing allocations ``tracemalloc`` frames deep if not 0);
-    ``settings``: more ``PRESENCE_*`` variables."""
+    writing there (tracing allocations ``tracemalloc`` frames deep if not 0, with
+    ``gc_threshold`` if given); ``settings``: more ``PRESENCE_*`` variables."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("PRESENCE_")}
     env.update(settings or {})
     env["PRESENCE_ADMIN_TOKEN"] = admin_token
@@ -126,7 +127,10 @@ def presence_server(
     if census is not None:
         census.mkdir(parents=True, exist_ok=True)
         command = [sys.executable, "-m", "bench.census", "--out", str(census),
-                   "--tracemalloc", str(tracemalloc), "--"]  # fmt: skip
+                   "--tracemalloc", str(tracemalloc)]  # fmt: skip
+        if gc_threshold is not None:
+            command += ["--gc-threshold", str(gc_threshold)]
+        command.append("--")
     command += ["serve", "--database", database, "--port", str(port)]
     process = Process(name, command, env, workdir / f"{name}.log")
     process.census = census

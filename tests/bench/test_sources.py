@@ -73,3 +73,17 @@ def test_the_node_cap_per_address_is_raised_only_when_needed() -> None:
 def test_more_sockets_than_a_process_may_open_is_refused_up_front() -> None:
     with pytest.raises(SystemExit):
         runner.parse(["--scenarios", "hold", "--sessions", "100000000"])
+
+
+def test_the_collectors_passes_are_counted_with_the_threshold_given(tmp_path: Path) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "bench", "--quick", "--scenarios", "storm", "--logins", "50",
+         "--gc-threshold", "500", "--out", str(tmp_path)],
+        cwd=REPO, capture_output=True, text=True, timeout=TIMEOUT,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
+    results: dict[str, Any] = json.loads((tmp_path / "results.json").read_text())
+    assert results["gc_threshold"] == 500
+    young = results["collections"]["0"]
+    assert young["count"] > 0 and 0 < young["longest"] <= young["seconds"]
+    assert "collector, young-generation threshold 500:" in done.stdout
