@@ -23,7 +23,7 @@ from typing import Any
 
 from websockets.exceptions import InvalidHandshake
 
-from presence.client.login import MAX_DOUBLINGS
+from presence.client.login import backoff_delay
 
 from .client import Closed, Message, Socket
 
@@ -65,9 +65,7 @@ class Backoff:
 
     def delay(self, waits: int) -> float:
         """The wait before a try, after ``waits`` waits since the last welcome."""
-        return random.uniform(
-            0, min(self.max_delay, self.first_delay * 2 ** min(waits, MAX_DOUBLINGS))
-        )
+        return backoff_delay(self.first_delay, self.max_delay, waits)
 
 
 @dataclass

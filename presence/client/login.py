@@ -51,6 +51,13 @@ MAX_DOUBLINGS = 32
 logger = logging.getLogger(__name__)
 
 
+def backoff_delay(first_delay: float, max_delay: float, attempt: int) -> float:
+    """The wait before connecting again after ``attempt`` failed attempts (0: the
+    first wait): drawn from 0 to ``first_delay``, the bound doubling with each
+    attempt up to ``max_delay`` (full jitter)."""
+    return random.uniform(0, min(max_delay, first_delay * 2 ** min(attempt, MAX_DOUBLINGS)))
+
+
 class State(enum.Enum):
     """Where a client is; it holds its license only while ``HOLDING``."""
 
@@ -343,8 +350,7 @@ class Client:
                 return None
             if self._license is not None:
                 self._held_before, self._license = self._license, None
-            bound = self.first_delay * 2 ** min(self._attempt, MAX_DOUBLINGS)
-            delay = random.uniform(0, min(self.max_delay, bound))
+            delay = backoff_delay(self.first_delay, self.max_delay, self._attempt)
             self._attempt += 1
             self._state = State.RECONNECTING
             self._emit({"type": "reconnecting", "attempt": self._attempt, "delay": delay})
