@@ -34,7 +34,6 @@ import enum
 import functools
 import logging
 import time
-from collections import deque
 from collections.abc import Awaitable, Callable
 from typing import Any, cast
 
@@ -141,14 +140,16 @@ class Link(asyncio.Protocol):
         self.connections = connections  # uvicorn's, which it closes on shutdown
         self.owner: asyncio.Task[None] | None = None
         self.phase = Phase.OPEN
-        self.inbox: deque[str | bytes] = deque()
+        # Lists, not deques: a held connection's queues are empty nearly always,
+        # and an empty deque takes 760 bytes against a list's 56; both stay short.
+        self.inbox: list[str | bytes] = []
         self.waiter: asyncio.Future[str | bytes | None] | None = None
         self.fragments: list[bytes] = []  # of a message still coming
         self.text = True
         self.size = 0  # its bytes on the wire so far
         self.allowance = _FULL  # frames it may send now
         self.counted = time.monotonic()  # when the allowance was last counted
-        self.outbox: deque[bytes | int] = deque()  # frames, and a close code
+        self.outbox: list[bytes | int] = []  # frames, and a close code
         self.flushed: asyncio.Future[None] | None = None
         self.paused = False  # the transport's buffer is full
         self.reading = True
@@ -184,7 +185,7 @@ class Link(asyncio.Protocol):
     async def receive(self) -> str | bytes | None:
         """The next message, or ``None`` once no more can come."""
         if self.inbox:
-            message = self.inbox.popleft()
+            message = self.inbox.pop(0)
             if not self.inbox and not self.reading and self.phase is Phase.OPEN:
                 self.reading = True
                 self.transport.resume_reading()
@@ -250,7 +251,7 @@ class Link(asyncio.Protocol):
     def resume_writing(self) -> None:
         self.paused = False
         while self.outbox and not self.paused:
-            item = self.outbox.popleft()
+            item = self.outbox.pop(0)
             if isinstance(item, int):
                 self._send_close(item)
             else:
