@@ -107,12 +107,14 @@ async def commit(tx: Tx, domain_id: str, decisions: Decisions) -> Committed:
             pools.add(lease.pool)
 
     ordered = sorted(decisions.effects, key=lambda e: _ORDER[type(e)])
-    grants = [effect.lease for effect in ordered if isinstance(effect, Granted)]
+    grants = [effect for effect in ordered if isinstance(effect, Granted)]
     for effect in ordered:
         if isinstance(effect, Granted):
-            for lease in await tx.insert_leases(grants) if grants else []:  # all in one go
+            leases = await tx.insert_leases([g.lease for g in grants]) if grants else []
+            for grant, lease in zip(grants, leases, strict=True):  # all in one go
                 granted[lease.session_id] = lease
-                tx.notify(notes.QueueGranted(lease.session_id))
+                if grant.queued:  # the others are answered by their own requests
+                    tx.notify(notes.QueueGranted(lease.session_id))
                 touched(lease)
             grants = []
         elif isinstance(effect, Ended):

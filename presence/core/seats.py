@@ -72,7 +72,11 @@ class Refusal:
 
 @dataclass(frozen=True, slots=True)
 class Granted:
+    """A lease granted; ``queued``: to a session waiting in the queue, which is
+    told by a note, not by the answer to its own request."""
+
     lease: Lease
+    queued: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -257,7 +261,7 @@ class PoolBook(Decisions):
             )  # fmt: skip
             held = self._lease_of_user(waiter.user_id)
             if held is None:
-                self._grant(request, self._free_seat(), now)
+                self._grant(request, self._free_seat(), now, queued=True)
             else:
                 self._refuse(
                     request,
@@ -266,7 +270,9 @@ class PoolBook(Decisions):
                     f"{_device_phrase(held.device)}.",
                 )
 
-    def _grant(self, request: Request, seat: int | None, now: float) -> Granted:
+    def _grant(
+        self, request: Request, seat: int | None, now: float, queued: bool = False
+    ) -> Granted:
         lease = Lease(
             id=request.lease_id,
             session_id=request.session_id,
@@ -280,7 +286,7 @@ class PoolBook(Decisions):
             idle_since=now,
         )
         self.leases[lease.id] = lease
-        granted = Granted(lease)
+        granted = Granted(lease, queued)
         self.effects.append(granted)
         self.events.append(_event("seat_granted", now, lease))
         return granted

@@ -168,6 +168,9 @@ def test_queue_is_served_in_order_before_new_logins() -> None:
     bob = b.leases[first.waiter.lease_id]
     assert bob.user_id == "bob" and bob.session_id == first.waiter.session_id
     assert Dequeued(first.waiter, 1, NOW + 3) in b.effects  # cat still waits
+    # Bob is told by a note; Ann was answered by her own request.
+    assert Granted(bob, queued=True) in b.effects
+    assert [e.queued for e in b.effects if isinstance(e, Granted)] == [False, True]
     assert b.position(second.waiter.session_id) == 1
     refused = b.acquire(request("dan"), NOW + 4)
     assert isinstance(refused, Refusal) and refused.code == "seat_occupied"
