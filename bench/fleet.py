@@ -13,13 +13,17 @@ bound to one address has only the ephemeral ports of
 
 from __future__ import annotations
 
+import argparse
 import ipaddress
 import math
 import multiprocessing
+from collections import Counter
 from collections.abc import Sequence
 from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
 from typing import Any, TypeVar
+
+from presence.config import Config
 
 from . import worker
 
@@ -31,6 +35,50 @@ COMMAND_TIMEOUT = 300.0
 #: hundred sockets at the full run's sizes, nor more than a few logins in flight.
 SOURCES = 500
 FIRST_SOURCE = ipaddress.IPv4Address("127.0.0.2")
+
+
+#: Files a process opens besides its sockets (a server's database, listening socket, logs).
+SPARE_FILES = 64
+
+
+def plan_sockets(
+    parser: argparse.ArgumentParser, sockets: int, sources: int | None, workers: int, slack: int = 0
+) -> tuple[int, int | None]:
+    """The source addresses (``sources`` if given) for ``sockets`` held at once
+    over ``workers``, and the cap on one address's connections the node needs
+    (``None``: its default will do); ``parser.error`` if the ephemeral ports or
+    the open-files limit cannot take them. ``slack``: sockets a worker may get
+    beyond its even share."""
+    sources = sources or sources_for(sockets)
+    if not 1 <= sources <= 2**24 - 3:
+        parser.error("--sources must be from 1 to 2**24 - 3 (127.0.0.2 to 127.255.255.254)")
+    most = most_per_address(sockets, sources, workers, slack)
+    if most > ephemeral_ports():
+        parser.error(f"{most:,} sockets from one address, over its {ephemeral_ports():,} "
+                     "ephemeral ports: give more --sources")  # fmt: skip
+    files = worker.open_files_limit()
+    if sockets + SPARE_FILES > files:
+        parser.error(f"{sockets:,} sockets at once, but a server process may open only "
+                     f"{files:,} files (the hard RLIMIT_NOFILE, which only a process with "
+                     "CAP_SYS_RESOURCE may raise)")  # fmt: skip
+    if math.ceil(sockets / workers) + SPARE_FILES > files:
+        enough = math.ceil(sockets / (files - SPARE_FILES))
+        parser.error(f"{sockets:,} sockets over {workers} workers, each limited to "
+                     f"{files:,} files: give --workers {enough}")  # fmt: skip
+    # The node's cap on one address's connections, raised if its default is too low.
+    return sources, most if most > Config().max_connections_per_address else None
+
+
+def most_per_address(sockets: int, sources: int, workers: int, slack: int = 0) -> int:
+    """At most how many of ``sockets`` one of ``sources`` addresses may hold, as
+    the fleet deals them: to the workers in turn (``slack`` more to one than its
+    even share at most), each worker's over its own addresses in turn."""
+    share = math.ceil(sockets / workers) + slack
+    load: Counter[str] = Counter()
+    for addresses in source_addresses(sources, workers):
+        for address in addresses:
+            load[address] += math.ceil(share / len(addresses))
+    return max(load.values())
 
 
 class WorkerFailed(Exception):

@@ -41,7 +41,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
-import math
 import os
 import secrets
 import sys
@@ -57,11 +56,10 @@ from typing import Any
 from presence.config import Config
 
 from . import population
-from .fleet import COMMAND_TIMEOUT, Fleet, ephemeral_ports, source_addresses, sources_for, split
-from .runner import SPARE_FILES
+from .fleet import COMMAND_TIMEOUT, Fleet, plan_sockets, split
 from .scenarios import WARM_UP, percentile
 from .servers import AdminApi, Postgres, Process, presence_server, running
-from .worker import Backoff, open_files_limit
+from .worker import Backoff
 
 #: The target: every device back within the lease TTL plus this, after the kill.
 TARGET_MARGIN = 10.0
@@ -132,28 +130,10 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
         parser.error("--heartbeat-interval must be shorter than --lease-ttl")
     if options.lease_ttl + TARGET_MARGIN + GIVE_UP >= COMMAND_TIMEOUT:
         parser.error(f"--lease-ttl must be under {COMMAND_TIMEOUT - TARGET_MARGIN - GIVE_UP:g}")
-    options.sources = options.sources or sources_for(options.devices)
-    if not 1 <= options.sources <= 2**24 - 3:
-        parser.error("--sources must be from 1 to 2**24 - 3 (127.0.0.2 to 127.255.255.254)")
-    most = _most_per_address(options.devices, options.sources, options.workers)
-    if most > ephemeral_ports():
-        parser.error(f"{most:,} sockets from one address, over its {ephemeral_ports():,} "
-                     "ephemeral ports: give more --sources")  # fmt: skip
-    options.per_address = most if most > defaults.max_connections_per_address else None
-    files = open_files_limit()
-    per_worker = math.ceil(options.devices / options.workers)
-    if options.devices + SPARE_FILES > files or per_worker + SPARE_FILES > files:
-        parser.error(f"{options.devices:,} devices, but a server process, or a worker, may "
-                     f"open only {files:,} files (the hard RLIMIT_NOFILE)")  # fmt: skip
+    options.sources, options.per_address = plan_sockets(
+        parser, options.devices, options.sources, options.workers
+    )
     return options
-
-
-def _most_per_address(devices: int, sources: int, workers: int) -> int:
-    """At most how many devices one source address connects: each worker gets its
-    share of them, and spreads its connections over its own addresses in turn."""
-    per_worker = math.ceil(devices / workers)
-    fewest = min(len(addresses) for addresses in source_addresses(sources, workers))
-    return math.ceil(per_worker / fewest) * max(1, math.ceil(workers / sources))
 
 
 def main(argv: list[str] | None = None) -> int:

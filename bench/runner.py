@@ -23,17 +23,15 @@ import secrets
 import sys
 import tempfile
 import time
-from collections import Counter
 from collections.abc import Iterator
 from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
 from presence.cli import GC_THRESHOLD
-from presence.config import Config
 
 from . import census, population, report, scenarios
-from .fleet import SOURCES, Fleet, ephemeral_ports, source_addresses, sources_for
+from .fleet import SOURCES, Fleet, plan_sockets
 from .servers import AdminApi, Postgres, Process, bare_server, presence_server, running
 from .worker import open_files_limit
 
@@ -47,8 +45,6 @@ FULL = {"sessions": 10_000, "logins": 5_000, "cluster_devices": 10_000, "contend
 #: Domains the second and third cluster storms are spread over.
 CLUSTER_DOMAINS = 20
 HOLD_STEPS = (0.1, 0.25, 0.5, 1.0)  # of --sessions, the points of the plot
-#: Files a process opens besides its sockets (a server's database, listening socket, logs).
-SPARE_FILES = 64
 
 
 def parse(argv: list[str] | None) -> argparse.Namespace:
@@ -101,26 +97,9 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
         parser.error(f"unknown scenarios {sorted(unknown)}")
     if options.tracemalloc or options.gc_threshold:
         options.census = True
-    sockets = devices(options)
-    options.sources = options.sources or sources_for(sockets)
-    if not 1 <= options.sources <= 2**24 - 3:
-        parser.error("--sources must be from 1 to 2**24 - 3 (127.0.0.2 to 127.255.255.254)")
-    most = _most_per_address(sockets, options.sources, options.workers)
-    if most > ephemeral_ports():
-        parser.error(f"{most:,} sockets from one address, over its {ephemeral_ports():,} "
-                     "ephemeral ports: give more --sources")  # fmt: skip
-    # The node's cap on one address's connections, raised if its default is too low.
-    default_cap = Config().max_connections_per_address
-    options.per_address = most if most > default_cap else None
-    files = open_files_limit()
-    if sockets + SPARE_FILES > files:
-        parser.error(f"{sockets:,} sockets at once, but a server process may open only "
-                     f"{files:,} files (the hard RLIMIT_NOFILE, which only a process with "
-                     "CAP_SYS_RESOURCE may raise)")  # fmt: skip
-    if math.ceil(sockets / options.workers) + SPARE_FILES > files:
-        enough = math.ceil(sockets / (files - SPARE_FILES))
-        parser.error(f"{sockets:,} sockets over {options.workers} workers, each limited to "
-                     f"{files:,} files: give --workers {enough}")  # fmt: skip
+    options.sources, options.per_address = plan_sockets(
+        parser, devices(options), options.sources, options.workers, slack=len(HOLD_STEPS)
+    )
     return options
 
 
@@ -131,19 +110,6 @@ def devices(options: argparse.Namespace) -> int:
         options.cluster_devices if "cluster" in options.scenarios else 0,
     )  # fmt: skip
     return most
-
-
-def _most_per_address(sockets: int, sources: int, workers: int) -> int:
-    """At most how many of ``sockets`` one of ``sources`` addresses may hold, as
-    the fleet deals them: each scenario step to the workers in turn (a worker
-    gets one more than another per step at most), each worker's over its own
-    addresses in turn."""
-    share = math.ceil(sockets / workers) + len(HOLD_STEPS)
-    load: Counter[str] = Counter()
-    for addresses in source_addresses(sources, workers):
-        for address in addresses:
-            load[address] += math.ceil(share / len(addresses))
-    return max(load.values())
 
 
 def machine() -> dict[str, Any]:

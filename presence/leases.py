@@ -10,6 +10,7 @@ end or to welcome).
 
 from __future__ import annotations
 
+import itertools
 import uuid
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass
@@ -107,43 +108,40 @@ async def commit(tx: Tx, domain_id: str, decisions: Decisions) -> Committed:
             pools.add(lease.pool)
 
     ordered = sorted(decisions.effects, key=lambda e: _ORDER[type(e)])
-    grants = [effect for effect in ordered if isinstance(effect, Granted)]
-    for effect in ordered:
-        if isinstance(effect, Granted):
-            leases = await tx.insert_leases([g.lease for g in grants]) if grants else []
-            for grant, lease in zip(grants, leases, strict=True):  # all in one go
+    for kind, same in itertools.groupby(ordered, key=type):
+        effects = list(same)
+        if kind is Granted:  # every grant in one statement, in its turn
+            grants = [effect for effect in effects if isinstance(effect, Granted)]
+            leases = await tx.insert_leases([grant.lease for grant in grants])
+            for grant, lease in zip(grants, leases, strict=True):
                 granted[lease.session_id] = lease
                 if grant.queued:  # the others are answered by their own requests
                     tx.notify(notes.QueueGranted(lease.session_id))
                 touched(lease)
-            grants = []
-        elif isinstance(effect, Ended):
-            await tx.delete_lease(effect.lease.id)
-            tx.notify(notes.LeaseEnded(effect.lease.session_id, effect.reason))
-            touched(effect.lease)
-        elif isinstance(effect, Updated):
-            await tx.update_lease(effect.lease)
-            touched(effect.lease)
-        elif isinstance(effect, Enqueued):
-            await tx.insert_waiter(effect.waiter)
-            pools.add(effect.waiter.pool)
-        elif isinstance(effect, Dequeued):
-            await tx.delete_waiter(effect.waiter.session_id)
-            pools.add(effect.waiter.pool)
-        else:
-            tx.notify(notes.QueueRefused(effect.session_id, effect.code, effect.message))
+            continue
+        for effect in effects:
+            if isinstance(effect, Ended):
+                await tx.delete_lease(effect.lease.id)
+                tx.notify(notes.LeaseEnded(effect.lease.session_id, effect.reason))
+                touched(effect.lease)
+            elif isinstance(effect, Updated):
+                await tx.update_lease(effect.lease)
+                touched(effect.lease)
+            elif isinstance(effect, Enqueued):
+                await tx.insert_waiter(effect.waiter)
+                pools.add(effect.waiter.pool)
+            elif isinstance(effect, Dequeued):
+                await tx.delete_waiter(effect.waiter.session_id)
+                pools.add(effect.waiter.pool)
+            elif isinstance(effect, Refusal):
+                tx.notify(notes.QueueRefused(effect.session_id, effect.code, effect.message))
     for sample in queue_lengths(domain_id, decisions):
         await tx.record_queue(sample.domain_id, sample.pool, sample.at, sample.queued)
     for pool in sorted(pools):
         tx.notify(notes.PoolChanged(domain_id, pool))
     for user_id in sorted(named):
         tx.notify(notes.NamedChanged(domain_id, user_id))
-    if isinstance(decisions, PoolBook):
-        known = {decisions.pool.id: decisions.pool}
-    elif isinstance(decisions, seats.DomainBook):
-        known = {pool: book.pool for pool, book in decisions.books.items()}
-    else:
-        known = {}
+    known = decisions.pools_read()
     events = decisions.events + await pool_full(tx, domain_id, decisions.events, known)
     stored = await tx.add_events(events)
     for event in events:

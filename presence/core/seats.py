@@ -130,6 +130,10 @@ class Decisions:
         elif reason in _SEAT_END_EVENTS:
             self.events.append(_event(_SEAT_END_EVENTS[reason], now, lease))
 
+    def pools_read(self) -> dict[str, Pool]:
+        """The pools these decisions were made on, as read, by id."""
+        return {}
+
 
 @dataclass(frozen=True, slots=True)
 class Availability:
@@ -181,6 +185,9 @@ class PoolBook(Decisions):
         self.pool = pool
         self.leases = {lease.id: lease for lease in leases}
         self.waiters = list(waiters)
+
+    def pools_read(self) -> dict[str, Pool]:
+        return {self.pool.id: self.pool}
 
     def occupancy(self) -> Occupancy:
         in_call = sum(lease.in_call for lease in self.leases.values())
@@ -383,6 +390,9 @@ class DomainBook(Decisions):
         for lease in named:
             self.named.setdefault(lease.user_id, []).append(lease)
         self._users: set[str] = set()
+
+    def pools_read(self) -> dict[str, Pool]:
+        return {pool_id: book.pool for pool_id, book in self.books.items()}
 
     def login(self, request: Request, pool: str | None, now: float) -> Granted | Refusal | Enqueued:
         """Decide a login of a user of ``pool`` (``None``: a named user), whose
