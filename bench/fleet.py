@@ -85,9 +85,10 @@ class WorkerFailed(Exception):
     """A worker raised, hung or died; the message carries its traceback."""
 
 
-def split(items: Sequence[T], parts: int) -> list[list[T]]:
-    """``items`` dealt round-robin into ``parts`` lists."""
-    return [list(items[n::parts]) for n in range(parts)]
+def split(items: Sequence[T], parts: int, run: int = 1) -> list[list[T]]:
+    """``items`` dealt round-robin into ``parts`` lists, ``run`` at a time."""
+    runs = [items[start : start + run] for start in range(0, len(items), run)]
+    return [[item for dealt in runs[n::parts] for item in dealt] for n in range(parts)]
 
 
 def ephemeral_ports() -> int:

@@ -119,7 +119,9 @@ def storm(
 ) -> dict[str, Any]:
     """Connect and log in ``hellos`` as fast as the servers take them, ``concurrency`` at once.
 
-    The sessions heartbeat, and stay open until every login is answered.
+    The sessions heartbeat, and stay open until every login is answered. The
+    workers are dealt the hellos in pairs, as :func:`population.tenants`
+    interleaves a named device and a seat user: every server takes both kinds.
     """
     cpu_before = sum(server.cpu() for server in servers)
     generator_before = fleet.cpu()
@@ -128,7 +130,7 @@ def storm(
         {"group": "storm", "port": ports[n], "path": "/ws/device", "hellos": part,
          "answers": ANSWERS, "concurrency": max(1, concurrency // fleet.size),
          "beat": interval}
-        for n, part in enumerate(split(hellos, fleet.size))
+        for n, part in enumerate(split(hellos, fleet.size, run=2))
     ])  # fmt: skip
     cpu = sum(server.cpu() for server in servers) - cpu_before
     generator = fleet.cpu() - generator_before
