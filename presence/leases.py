@@ -52,7 +52,9 @@ async def load_occupancy(
     pools, waiting = await _pools_and_queues(tx, domain_id, pool_ids)
     usage = await tx.pool_usage(domain_id, pools) if pools else {}
     return {
-        id_: seats.Occupancy(pool, *usage.get(id_, (0, 0)), waiting[id_])
+        id_: seats.Occupancy(
+            pool, *usage.get(id_, (0, 0)), tuple(waiter.session_id for waiter in waiting[id_])
+        )
         for id_, pool in pools.items()
     }
 
@@ -137,12 +139,14 @@ async def commit(tx: Tx, domain_id: str, decisions: Decisions) -> Committed:
                 tx.notify(notes.QueueRefused(effect.session_id, effect.code, effect.message))
     for sample in queue_lengths(domain_id, decisions):
         await tx.record_queue(sample.domain_id, sample.pool, sample.at, sample.queued)
+    known = decisions.occupancies()  # its followers are told without a read
     for pool in sorted(pools):
-        tx.notify(notes.PoolChanged(domain_id, pool))
+        tx.notify(notes.PoolChanged(domain_id, pool, known.get(pool)))
     for user_id in sorted(named):
         tx.notify(notes.NamedChanged(domain_id, user_id))
-    known = decisions.pools_read()
-    events = decisions.events + await pool_full(tx, domain_id, decisions.events, known)
+    events = decisions.events + await pool_full(
+        tx, domain_id, decisions.events, decisions.pools_read()
+    )
     stored = await tx.add_events(events)
     for event in events:
         METRICS.events.inc(event.type)

@@ -1,9 +1,10 @@
 """What one node tells every node (itself included), as types, with one codec.
 
 A transaction publishes notes with :meth:`~presence.storage.Tx.notify`; they
-reach every node after it commits, and never if it rolls back. Each note asks
-a node to read something again or to do something once, so receiving one
-twice is harmless. Between processes they travel as the JSON of
+reach every node after it commits, in the order of the commits, and never if
+it rolls back. Each note asks a node to read something again or to do
+something once, or says what something is now, so receiving one twice is
+harmless. Between processes they travel as the JSON of
 :func:`encode`, read back by :func:`decode`; in one process they are passed
 as they are.
 """
@@ -11,17 +12,22 @@ as they are.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, fields
+from dataclasses import asdict, dataclass, fields
 from typing import Any, ClassVar
+
+from .core.model import Pool
+from .core.seats import Occupancy
 
 
 @dataclass(frozen=True, slots=True)
 class PoolChanged:
-    """A pool's seats, queue or settings changed: announce its availability again."""
+    """A pool's seats, queue or settings changed: announce its availability
+    again, as ``occupancy`` says if the change knew it, else as read."""
 
     kind: ClassVar[str] = "pool"
     domain: str
     pool: str
+    occupancy: Occupancy | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,6 +140,8 @@ def encode(note: Note) -> str:
     data: dict[str, Any] = {"kind": note.kind}
     for name in _FIELDS[note.kind]:
         data[name] = getattr(note, name)
+    if isinstance(note, PoolChanged) and note.occupancy is not None:
+        data["occupancy"] = asdict(note.occupancy)
     return json.dumps(data, separators=(",", ":"))
 
 
@@ -142,9 +150,16 @@ def decode(text: str) -> Note:
     try:
         data = json.loads(text)
         cls = _TYPES[data["kind"]]
-        values = {name: data[name] for name in _FIELDS[cls.kind]}
-    except (ValueError, TypeError, KeyError) as exc:
+        # A field a node of an earlier version did not send takes its default.
+        values = {name: data[name] for name in _FIELDS[cls.kind] if name in data}
+        if cls is EventsLogged:
+            values["events"] = tuple(values["events"])
+        if cls is PoolChanged and values.get("occupancy") is not None:
+            occupancy = values["occupancy"]
+            values["occupancy"] = Occupancy(
+                Pool(**occupancy["pool"]), occupancy["occupied"], occupancy["in_call"],
+                tuple(occupancy["queue"]),
+            )  # fmt: skip
+        return cls(**values)
+    except (ValueError, TypeError, KeyError, AttributeError) as exc:
         raise BadNote(f"not a note: {text[:200]!r}") from exc
-    if cls is EventsLogged:
-        values["events"] = tuple(values["events"])
-    return cls(**values)

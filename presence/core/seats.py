@@ -134,6 +134,11 @@ class Decisions:
         """The pools these decisions were made on, as read, by id."""
         return {}
 
+    def occupancies(self) -> dict[str, Occupancy]:
+        """The pools these decisions had whole (every lease and waiter), by id, as
+        they are once the decisions are written."""
+        return {}
+
 
 @dataclass(frozen=True, slots=True)
 class Availability:
@@ -147,28 +152,26 @@ class Availability:
 
 @dataclass(frozen=True, slots=True)
 class Occupancy:
-    """A pool's seats as counted, and its queue: what the sessions following the
-    pool are told. A :class:`PoolBook` has one; a read that needs no more than
-    this counts the leases instead of reading them."""
+    """A pool's seats as counted, and its queue (the waiting sessions' ids, in
+    order): what the sessions following the pool are told. A :class:`PoolBook`
+    has one; a read that needs no more than this counts the leases instead of
+    reading them."""
 
     pool: Pool
     occupied: int
     in_call: int
-    waiters: list[Waiter]
+    queue: tuple[str, ...]
 
     def availability(self) -> Availability:
         seats = self.pool.seats
         return Availability(
             self.pool.id, seats, self.occupied, self.in_call, max(0, seats - self.occupied),
-            len(self.waiters),
+            len(self.queue),
         )  # fmt: skip
 
     def position(self, session_id: str) -> int | None:
         """1-based place of a session in the queue, or ``None``."""
-        for place, waiter in enumerate(self.waiters, 1):
-            if waiter.session_id == session_id:
-                return place
-        return None
+        return self.queue.index(session_id) + 1 if session_id in self.queue else None
 
 
 class PoolBook(Decisions):
@@ -189,9 +192,13 @@ class PoolBook(Decisions):
     def pools_read(self) -> dict[str, Pool]:
         return {self.pool.id: self.pool}
 
+    def occupancies(self) -> dict[str, Occupancy]:
+        return {self.pool.id: self.occupancy()}
+
     def occupancy(self) -> Occupancy:
         in_call = sum(lease.in_call for lease in self.leases.values())
-        return Occupancy(self.pool, len(self.leases), in_call, self.waiters)
+        queue = tuple(waiter.session_id for waiter in self.waiters)
+        return Occupancy(self.pool, len(self.leases), in_call, queue)
 
     def availability(self) -> Availability:
         return self.occupancy().availability()
@@ -393,6 +400,9 @@ class DomainBook(Decisions):
 
     def pools_read(self) -> dict[str, Pool]:
         return {pool_id: book.pool for pool_id, book in self.books.items()}
+
+    def occupancies(self) -> dict[str, Occupancy]:
+        return {pool_id: book.occupancy() for pool_id, book in self.books.items()}
 
     def login(self, request: Request, pool: str | None, now: float) -> Granted | Refusal | Enqueued:
         """Decide a login of a user of ``pool`` (``None``: a named user), whose

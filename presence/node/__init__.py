@@ -125,8 +125,8 @@ class Node:
         """Act on a note from any node (this one included), then pass it to the watchers."""
         protocol, sessions = self.protocol, self.sessions
         match note:
-            case notes.PoolChanged(domain, pool):
-                self.announcer.announce((domain, pool))
+            case notes.PoolChanged(domain, pool, occupancy):
+                self.announcer.announce((domain, pool), occupancy)
             case notes.LeaseEnded(session_id, reason):
                 session = sessions.get(session_id)
                 if session is not None and reason in CLOSE_CODES:

@@ -117,8 +117,7 @@ class LeaseKeeper:
 
     async def resync(self) -> None:
         """Notes may have been missed: check every session against the store."""
-        for key in self.sessions.pools():
-            self.announcer.announce(key)
+        self.announcer.resync()
         for session in self.sessions:
             waiting = session.phase is Phase.WAITING
             if not waiting and session.lease is None:

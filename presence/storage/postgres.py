@@ -462,15 +462,18 @@ class PostgresStore(Store):
 
 def _payloads(note: Note) -> Iterator[str]:
     """The NOTIFY payloads of a note: :class:`~presence.notes.EventsLogged` too
-    large is split in halves.
+    large is split in halves, and :class:`~presence.notes.PoolChanged` too large
+    (a queue of some two hundred) goes without its occupancy, for nodes to read.
 
     Other notes are small (ids, codes, a message); one too large fails the
     transaction.
     """
     payload = notes.encode(note)
-    if len(payload) <= MAX_PAYLOAD or not isinstance(note, notes.EventsLogged):
+    if len(payload) <= MAX_PAYLOAD:
         yield payload
-    elif len(note.events) < 2:
+    elif isinstance(note, notes.PoolChanged) and note.occupancy is not None:
+        yield from _payloads(replace(note, occupancy=None))  # a long queue: read it
+    elif not isinstance(note, notes.EventsLogged) or len(note.events) < 2:
         yield payload
     else:
         half = len(note.events) // 2

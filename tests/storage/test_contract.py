@@ -35,6 +35,7 @@ from presence.core.model import (
     User,
     Waiter,
 )
+from presence.core.seats import Occupancy
 from presence.core.usage import FREEING, History, PoolState, SampleRow, history_of
 from presence.errors import RuleViolation, StorageError
 from presence.notes import Note
@@ -1151,6 +1152,22 @@ async def test_a_large_events_note_arrives_whole(store: Store) -> None:
     logged = [note for note in received if isinstance(note, notes.EventsLogged)]
     assert {note.domain for note in logged} == {"acme"}
     assert [event for note in logged for event in note.events] == events
+
+
+async def test_a_pool_change_carries_its_occupancy_unless_too_long(store: Store) -> None:
+    """The occupancy a change knew travels with its note; with a queue too long
+    for PostgreSQL's payloads, the note goes without it (nodes read the pool)."""
+    inbox = Inbox(store)
+    pool = Pool("acme", "desk", "Desk", 2)
+    short = Occupancy(pool, 2, 1, ("waiting-1", "waiting-2"))
+    long = Occupancy(pool, 2, 0, tuple(f"waiting-{n:04}-{uuid.uuid4().hex}" for n in range(400)))
+    async with store.transaction("acme") as tx:
+        tx.notify(notes.PoolChanged("acme", "desk", short))
+        tx.notify(notes.PoolChanged("acme", "desk", long))
+    first, second = await inbox.until(await send_marker(store))
+    assert first == notes.PoolChanged("acme", "desk", short)
+    passed_whole = isinstance(store, SQLiteStore)  # in one process, as they are
+    assert second == notes.PoolChanged("acme", "desk", long if passed_whole else None)
 
 
 @only_postgresql
