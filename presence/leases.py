@@ -112,6 +112,13 @@ async def commit(tx: Tx, domain_id: str, decisions: Decisions) -> Committed:
     ordered = sorted(decisions.effects, key=lambda e: _ORDER[type(e)])
     for kind, same in itertools.groupby(ordered, key=type):
         effects = list(same)
+        if kind is Ended:  # every lease ended in one statement, first
+            ended = [effect for effect in effects if isinstance(effect, Ended)]
+            await tx.delete_leases([end.lease.id for end in ended])
+            for end in ended:
+                tx.notify(notes.LeaseEnded(end.lease.session_id, end.reason))
+                touched(end.lease)
+            continue
         if kind is Granted:  # every grant in one statement, in its turn
             grants = [effect for effect in effects if isinstance(effect, Granted)]
             leases = await tx.insert_leases([grant.lease for grant in grants])
@@ -122,11 +129,7 @@ async def commit(tx: Tx, domain_id: str, decisions: Decisions) -> Committed:
                 touched(lease)
             continue
         for effect in effects:
-            if isinstance(effect, Ended):
-                await tx.delete_lease(effect.lease.id)
-                tx.notify(notes.LeaseEnded(effect.lease.session_id, effect.reason))
-                touched(effect.lease)
-            elif isinstance(effect, Updated):
+            if isinstance(effect, Updated):
                 await tx.update_lease(effect.lease)
                 touched(effect.lease)
             elif isinstance(effect, Enqueued):

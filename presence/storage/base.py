@@ -240,7 +240,9 @@ class Tx(abc.ABC):
         """Store a lease's call state (nothing else of a lease changes)."""
 
     @abc.abstractmethod
-    async def delete_lease(self, lease_id: str) -> None: ...
+    async def delete_leases(self, lease_ids: Collection[str]) -> None:
+        """End some leases (one statement whatever their number)."""
+
     @abc.abstractmethod
     async def waiters(self, domain_id: str, pools: Collection[str]) -> list[Waiter]:
         """The queues of some pools, in the order the sessions asked; expired

@@ -663,8 +663,8 @@ class PostgresTx(rows.SQLTx):
             lease.idle_since,
         )
 
-    async def delete_lease(self, lease_id: str) -> None:
-        await self._conn.execute("DELETE FROM leases WHERE id = $1", lease_id)
+    async def delete_leases(self, lease_ids: Collection[str]) -> None:
+        await self._conn.execute("DELETE FROM leases WHERE id = ANY($1::text[])", list(lease_ids))
 
     async def waiters(self, domain_id: str, pools: Collection[str]) -> list[Waiter]:
         found = await self._conn.fetch(

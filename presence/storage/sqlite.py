@@ -623,11 +623,15 @@ class SQLiteTx(rows.SQLTx):
                 idle_since=lease.idle_since,
             ))  # fmt: skip
 
-    async def delete_lease(self, lease_id: str) -> None:
-        await self.execute("DELETE FROM leases WHERE id = ?", (lease_id,))
-        before = self._live.by_id.get(lease_id)
-        if before is not None:
-            self._change(before, None)
+    async def delete_leases(self, lease_ids: Collection[str]) -> None:
+        ids = json.dumps(list(lease_ids))
+        await self.execute(
+            "DELETE FROM leases WHERE id IN (SELECT value FROM json_each(?))", (ids,)
+        )
+        for lease_id in lease_ids:
+            before = self._live.by_id.get(lease_id)
+            if before is not None:
+                self._change(before, None)
 
     async def waiters(self, domain_id: str, pools: Collection[str]) -> list[Waiter]:
         found = await self._all(

@@ -488,10 +488,22 @@ async def test_updating_and_deleting_a_lease(store: Store) -> None:
         await tx.update_lease(in_call.with_call(None, 1600.0))
     async with store.transaction("acme") as tx:
         assert bare(await tx.lease(lease.id)) == in_call.with_call(None, 1600.0)
-        await tx.delete_lease(lease.id)
+        await tx.delete_leases([lease.id])
     async with store.transaction("acme") as tx:
         assert await tx.lease(lease.id) is None
         assert bare(await tx.leases("acme")) == []
+
+
+async def test_leases_end_together_and_a_seat_freed_so_is_free_at_once(store: Store) -> None:
+    leases = [new_lease(store, user_id=f"u{n}", seat=n) for n in (1, 2, 3)]
+    async with store.transaction("acme") as tx:
+        await tx.insert_leases(leases)
+    async with store.transaction("acme") as tx:
+        await tx.delete_leases([leases[0].id, leases[2].id, "no-such-lease"])
+        again = await tx.insert_lease(new_lease(store, user_id="u4", seat=1))
+    async with store.transaction("acme") as tx:
+        assert bare(await tx.leases("acme")) == bare([leases[1], again])
+        assert await tx.lease(leases[0].id) is None
 
 
 async def test_a_seat_has_one_holder(store: Store) -> None:
@@ -657,7 +669,7 @@ async def test_a_rolled_back_transaction_leaves_the_leases_as_they_were(store: S
     with pytest.raises(RuntimeError):
         async with store.transaction("acme") as tx:
             await tx.update_lease(kept.with_call("call-1", 1500.0))
-            await tx.delete_lease(ended.id)
+            await tx.delete_leases([ended.id])
             await tx.insert_lease(new_lease(store, user_id="u3", seat=3))
             assert [x.user_id for x in await tx.leases("acme")] == ["u1", "u3"]
             raise RuntimeError("rolled back")

@@ -129,7 +129,7 @@ async def test_pools_keep_their_alert_settings_and_states(store: Store) -> None:
         await tx.set_alert_state("acme", "full", QUIET)
         assert await tx.watched_pools() == []
         await tx.set_alert_state("acme", "full", open_alert)
-        await tx.delete_lease(lease.id)
+        await tx.delete_leases([lease.id])
         await tx.delete_pool("acme", "full")
         assert await tx.watched_pools() == []
         assert await tx.alert_state("acme", "full") == QUIET  # gone with its pool
