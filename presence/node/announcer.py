@@ -141,11 +141,11 @@ class Announcer:
                     read = {pool_id: book.occupancy() for pool_id, book in books.items()}
                 else:
                     read = await leases.load_occupancy(tx, domain_id, unread)
-            for pool_id, occupancy in read.items():
-                key = (domain_id, pool_id)
-                if key not in self._marked and self.sessions.of_pool(key):
-                    self._known[key] = occupancy  # no change heard since the read
             found.update(read)
+        for pool_id, occupancy in found.items():
+            key = (domain_id, pool_id)
+            if key not in self._marked and self.sessions.of_pool(key):
+                self._known[key] = occupancy  # no change heard since
         for pool_id in wanted:
             for watcher in watchers:
                 await watcher.pool_changed(domain_id, pool_id, books.get(pool_id))
