@@ -4,11 +4,12 @@ A change marks its pool (:meth:`Announcer.announce`); one task pushes what
 changed to the pool's sessions and watchers. A change that knew the pool's
 occupancy (a login's, a logout's: their transactions had every lease and
 waiter of the pool) says it, and is pushed as it is; any other is read, once
-for a burst of changes. The occupancy last told of a pool that has followers
-here is kept, to answer a session that starts following it without a read:
-notes come in the order of the commits, so it is never older than the last
-change heard. Frames are pushed, never awaited, and a session is sent a frame
-only when it differs from the last it got.
+for a burst of changes. What was last pushed of a pool that has followers
+here is kept while no change comes, to answer a session that starts
+following it without a read: notes come in the order of the commits, so it
+is never older than the last change heard. Frames are pushed, never
+awaited, and a session is sent a frame only when it differs from the last
+it got.
 """
 
 from __future__ import annotations
