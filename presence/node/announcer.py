@@ -65,10 +65,7 @@ class Announcer:
         """Push a pool's state to everyone following it: the occupancy the change
         ``told``, or (``None``) as read."""
         self._marked[key] = _Mark(None, told)
-        if told is not None and self.sessions.of_pool(key):
-            self._known[key] = told
-        else:
-            self._known.pop(key, None)
+        self._known.pop(key, None)  # a follower meanwhile waits for this mark
         self._wake.set()
 
     def announce_to(self, session: Session) -> None:

@@ -88,10 +88,6 @@ async def seen(recorder: Recorder, **fields: int) -> None:
         await asyncio.sleep(0.01)  # polling what the recorder was pushed
 
 
-async def seats_seen(recorder: Recorder, seats: int) -> None:
-    await seen(recorder, seats=seats)
-
-
 async def test_a_login_is_announced_as_its_commit_told_without_a_read(
     node: Node, accounts: Accounts, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -119,9 +115,9 @@ async def test_a_change_announced_while_the_database_is_away_arrives_later(
     hello = wire.Hello(await accounts.seat_token(), Device("pc", "desktop"))
     await node.protocol.hello(session, hello, lambda failed: None)
     async with announcing(node):
-        await asyncio.wait_for(seats_seen(link, 1), WAIT)
+        await asyncio.wait_for(seen(link, seats=1), WAIT)
         left = failing_reads(node, times=2)
         await Admin(node.store, None).update_pool(SERVER, "acme", "desk", {"seats": 2})
-        await asyncio.wait_for(seats_seen(link, 2), WAIT)
+        await asyncio.wait_for(seen(link, seats=2), WAIT)
     assert left() == 0  # both failed reads happened before the announcement came
     assert "announcing 1 pool(s) again later" in caplog.text
